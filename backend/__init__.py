@@ -1,0 +1,1 @@
+"""Lumeau backend: ingest, storage, the numerical core, the API and the console."""
