@@ -16,7 +16,7 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_run_dir() -> Path:
+def services_run_dir() -> Path:
     return Path(os.environ.get("LUMEAU_TEST_RUN_DIR", str(REPO_ROOT / ".run" / "test"))).resolve()
 
 
@@ -26,7 +26,7 @@ def stack() -> Iterator[object]:
     from backend import devstack
 
     try:
-        running = devstack.up(test_run_dir())
+        running = devstack.up(services_run_dir())
     except devstack.MissingDependency as exc:
         if os.environ.get("CI"):
             raise
