@@ -74,3 +74,14 @@ def test_mounted_files_exist() -> None:
             source = volume.split(":")[0]
             if source.startswith("./") and "certs" not in source:
                 assert (ROOT / source).exists(), f"compose mounts missing {source}"
+
+
+def _rules(text: str) -> list[str]:
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+
+
+def test_deployed_acl_is_the_one_the_dev_stack_enforces() -> None:
+    # The ACL is tested for real on the dev stack's broker; the deployed copy must not drift.
+    from backend.devstack.broker import LUMEAU_ACL
+
+    assert _rules((ROOT / "deploy/mosquitto/acl").read_text()) == _rules(LUMEAU_ACL)
