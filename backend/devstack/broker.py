@@ -204,6 +204,10 @@ class BrokerHandle:
             "persistence true",
             f"persistence_location {self.data_dir}/",
             "autosave_interval 30",
+            # Mosquitto's default per-client queue (1000 QoS 1 messages) silently
+            # drops the rest while a consumer is not acknowledging, which ingest
+            # does on purpose while the database is down. Bound it far higher.
+            "max_queued_messages 1000000",
             f"pid_file {self.pid_file}",
             f"log_dest file {self.log_file}",
             "log_type error",

@@ -21,7 +21,9 @@ LUMEAU_SERVICES = {name: svc for name, svc in SERVICES.items() if svc.get("build
 
 SETTINGS_VARS = {ENV_PREFIX + name.upper() for name in Settings.model_fields}
 REQUIRED_VARS = {
-    ENV_PREFIX + name.upper() for name, field in Settings.model_fields.items() if field.is_required()
+    ENV_PREFIX + name.upper()
+    for name, field in Settings.model_fields.items()
+    if field.is_required()
 }
 
 

@@ -1,0 +1,321 @@
+"""Decoded protocol messages as rows of the storage tables. Pure: no I/O.
+
+The writer needs three things from a batch: the identities of its messages
+(to ask the database which ones are new), the content rows of each message
+(written only for the new ones), and the per-device summary for the
+``device`` table. ``plan_batch`` computes all three; ``rows_for`` then picks
+the content of the messages the database accepted.
+
+Messages here are the dicts returned by ``edge.protocol.decode``, so they are
+already validated: this module converts, it does not re-check.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+from psycopg.types.json import Jsonb
+
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+# (device_id, boot_id, seq, time): the idempotency key, in the column order of
+# the uplink_message unique index.
+MessageKey = tuple[str, str, int, datetime]
+
+# Column order of each tuple = column order of the COPY in writer.py.
+UplinkRow = tuple[datetime, str, str, int, str, str | None, datetime]
+ReadingRow = tuple[datetime, str, int, str, float, str, int]
+EventRow = tuple[datetime, str, str, int, str, str, int | None, bool, Jsonb | None]
+StatusRow = tuple[datetime, str, str, int, str, str, str | None]
+AckRow = tuple[datetime, str, str, int, str, bool, str | None, str | None, Jsonb | None]
+DeadLetterRow = tuple[datetime, str, bytes, str, str, str | None, str | None, str]
+DeviceRow = tuple[
+    str,  # device_id
+    str | None,  # role
+    datetime,  # first_seen
+    datetime,  # last_seen
+    datetime,  # last_message_at
+    str,  # last_boot_id
+    str | None,  # last_gateway_id
+    str | None,  # last_status
+    datetime | None,  # last_status_at
+    str | None,  # fw
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    """One decoded uplink message and how it reached the backend.
+
+    ``payload`` is the raw MQTT payload of a message sent directly, or None
+    for a message that came inside a gateway batch (its canonical JSON is
+    recomputed only if it must be dead-lettered).
+    """
+
+    message: Mapping[str, Any]
+    topic: str
+    payload: bytes | None
+    gateway_id: str | None
+    received_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """Input that will not be stored as data, with the reason why."""
+
+    received_at: datetime
+    topic: str
+    payload: bytes
+    code: str
+    reason: str
+    field: str | None
+    device_id: str | None
+    source: str
+
+    def row(self) -> DeadLetterRow:
+        return (
+            self.received_at,
+            clean_text(self.topic),
+            self.payload,
+            clean_text(self.code),
+            clean_text(self.reason),
+            None if self.field is None else clean_text(self.field),
+            None if self.device_id is None else clean_text(self.device_id),
+            clean_text(self.source),
+        )
+
+
+@dataclass(slots=True)
+class MessageRows:
+    """The content rows of one message, by table."""
+
+    readings: list[ReadingRow] = field(default_factory=list)
+    events: list[EventRow] = field(default_factory=list)
+    statuses: list[StatusRow] = field(default_factory=list)
+    acks: list[AckRow] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class BatchPlan:
+    """Everything the writer needs for one transaction."""
+
+    uplinks: list[UplinkRow]
+    content: dict[MessageKey, MessageRows]
+    devices: list[DeviceRow]
+    dead_letters: list[DeadLetterRow]
+    duplicates_in_batch: int
+
+
+@dataclass(slots=True)
+class TableRows:
+    """Content rows of the new messages of a batch, ready to COPY."""
+
+    readings: list[ReadingRow] = field(default_factory=list)
+    events: list[EventRow] = field(default_factory=list)
+    statuses: list[StatusRow] = field(default_factory=list)
+    acks: list[AckRow] = field(default_factory=list)
+
+
+def to_time(ms: int) -> datetime:
+    """UTC milliseconds -> aware datetime, exactly (no float rounding)."""
+    return _EPOCH + timedelta(milliseconds=ms)
+
+
+def clean_text(text: str) -> str:
+    """Text PostgreSQL accepts: no NUL, no lone surrogates.
+
+    Only dead letters need it; the codec refuses such strings in messages,
+    but a dead letter's reason or field may quote the offending input.
+    """
+    if "\x00" in text:
+        text = text.replace("\x00", "\\u0000")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
+def sender(message: Mapping[str, Any]) -> str:
+    """The id of the device, or of the gateway for gateway messages."""
+    ident = message.get("dev")
+    return str(ident if ident is not None else message["gw"])
+
+
+def message_key(message: Mapping[str, Any]) -> MessageKey:
+    return (sender(message), message["boot"], message["seq"], to_time(message["ts"]))
+
+
+def uplink_row(item: Inbound) -> UplinkRow:
+    device_id, boot_id, seq, time = message_key(item.message)
+    return (time, device_id, boot_id, seq, item.message["kind"], item.gateway_id, item.received_at)
+
+
+def message_rows(message: Mapping[str, Any]) -> MessageRows:
+    """The content rows of one message (none for a batch envelope)."""
+    kind = message["kind"]
+    device_id, boot_id, seq, time = message_key(message)
+    rows = MessageRows()
+    if kind == "telemetry":
+        rows.readings = [
+            (to_time(reading["ts"]), device_id, reading["ch"], metric, float(value), boot_id, seq)
+            for reading in message["readings"]
+            for metric, value in reading["values"].items()
+        ]
+    elif kind == "event":
+        detail = message.get("detail")
+        rows.events = [
+            (
+                time,
+                device_id,
+                boot_id,
+                seq,
+                message["code"],
+                message["sev"],
+                message.get("ch"),
+                message["active"],
+                None if detail is None else Jsonb(detail),
+            )
+        ]
+    elif kind == "status":
+        rows.statuses = [
+            (time, device_id, boot_id, seq, message["state"], message["role"], message.get("fw"))
+        ]
+    elif kind == "ack":
+        err = message.get("err") or {}
+        result = message.get("result")
+        rows.acks = [
+            (
+                time,
+                device_id,
+                boot_id,
+                seq,
+                message["cmd"],
+                message["ok"],
+                err.get("code"),
+                err.get("reason"),
+                None if result is None else Jsonb(result),
+            )
+        ]
+    return rows
+
+
+def plan_batch(items: Iterable[Inbound], dead_letters: Iterable[DeadLetter] = ()) -> BatchPlan:
+    """Group a batch into identities, content and device summaries.
+
+    A message present twice in the batch (a resend that caught up with the
+    original) is kept once and counted in ``duplicates_in_batch``. Identities
+    and devices are sorted so that concurrent workers lock index entries and
+    device rows in the same order and cannot deadlock each other.
+    """
+    uplinks: dict[MessageKey, UplinkRow] = {}
+    content: dict[MessageKey, MessageRows] = {}
+    devices = _DeviceSummary()
+    duplicates = 0
+    for item in items:
+        key = message_key(item.message)
+        devices.add(item)
+        if key in uplinks:
+            duplicates += 1
+            continue
+        uplinks[key] = uplink_row(item)
+        content[key] = message_rows(item.message)
+    return BatchPlan(
+        uplinks=[uplinks[key] for key in sorted(uplinks)],
+        content=content,
+        devices=devices.rows(),
+        dead_letters=[letter.row() for letter in dead_letters],
+        duplicates_in_batch=duplicates,
+    )
+
+
+def rows_for(plan: BatchPlan, new_keys: Collection[MessageKey]) -> TableRows:
+    """The content rows of the messages whose keys the database accepted."""
+    out = TableRows()
+    for key in new_keys:
+        rows = plan.content[key]
+        out.readings.extend(rows.readings)
+        out.events.extend(rows.events)
+        out.statuses.extend(rows.statuses)
+        out.acks.extend(rows.acks)
+    return out
+
+
+def reading_count(messages: Sequence[Mapping[str, Any]]) -> int:
+    """Number of reading rows the messages will make (for flush sizing)."""
+    return sum(
+        len(reading["values"])
+        for message in messages
+        if message["kind"] == "telemetry"
+        for reading in message["readings"]
+    )
+
+
+@dataclass(slots=True)
+class _Seen:
+    device_id: str
+    role: str | None
+    first_seen: datetime
+    last_seen: datetime
+    latest_ts: int
+    boot_id: str
+    gateway_id: str | None
+    status: str | None = None
+    status_at: datetime | None = None
+    fw: str | None = None
+
+    def row(self) -> DeviceRow:
+        return (
+            self.device_id,
+            self.role,
+            self.first_seen,
+            self.last_seen,
+            to_time(self.latest_ts),
+            self.boot_id,
+            self.gateway_id,
+            self.status,
+            self.status_at,
+            self.fw,
+        )
+
+
+class _DeviceSummary:
+    """Per sender: first and last reception, latest boot, latest status."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, _Seen] = {}
+
+    def add(self, item: Inbound) -> None:
+        message = item.message
+        device_id = sender(message)
+        seen = self._seen.get(device_id)
+        if seen is None:
+            seen = _Seen(
+                device_id=device_id,
+                role="gateway" if "gw" in message else None,
+                first_seen=item.received_at,
+                last_seen=item.received_at,
+                latest_ts=message["ts"],
+                boot_id=message["boot"],
+                gateway_id=item.gateway_id,
+            )
+            self._seen[device_id] = seen
+        seen.first_seen = min(seen.first_seen, item.received_at)
+        seen.last_seen = max(seen.last_seen, item.received_at)
+        if message["ts"] >= seen.latest_ts:
+            seen.latest_ts = message["ts"]
+            seen.boot_id = message["boot"]
+            seen.gateway_id = item.gateway_id
+        if message["kind"] == "status":
+            status_at = to_time(message["ts"])
+            if seen.status_at is None or status_at >= seen.status_at:
+                seen.role = message["role"]
+                seen.status = message["state"]
+                seen.status_at = status_at
+                seen.fw = message.get("fw")
+
+    def rows(self) -> list[DeviceRow]:
+        return [self._seen[key].row() for key in sorted(self._seen)]
