@@ -18,6 +18,7 @@ _COMMAND_MODULES = (
     "backend.devstack.cli",  # lumeau services up|down|status|install
     "backend.storage.cli",  # lumeau db migrate|status
     "backend.ingest.cli",  # lumeau ingest run
+    "gateway.cli",  # lumeau gateway run
     "backend.demo",  # lumeau demo
     "backend.bench_cli",  # lumeau bench
 )
