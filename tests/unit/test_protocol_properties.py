@@ -9,6 +9,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from edge import canonjson
 from edge import protocol as p
 from edge.protocol import ProtocolError
 
@@ -242,7 +243,7 @@ def test_decode_batch_keeps_good_messages_around_bad_ones(
 @given(st.floats(allow_nan=False, allow_infinity=False, min_value=0.0, exclude_min=True))
 def test_exact_float_digits_match_cpython(x: float) -> None:
     s = format(x, ".11e")
-    assert p._exact_parts(x) == (s[0] + s[2:13], int(s[14:]))
+    assert canonjson.exact_parts(x) == (s[0] + s[2:13], int(s[14:]))
 
 
 @settings(max_examples=300, deadline=None)
