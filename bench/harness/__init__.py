@@ -1,0 +1,1 @@
+"""The benchmark harness: registry, context, statistics, table, runner."""
