@@ -17,7 +17,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge import protocol
-from tests.integration.test_gateway_kit import (
+from tests.integration.gateway_kit import (
     BackendCounter,
     Publisher,
     RunningGateway,

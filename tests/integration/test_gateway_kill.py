@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO_ROOT
-from tests.integration.test_gateway_kit import (
+from tests.integration.gateway_kit import (
     BackendCounter,
     Brokers,
     Publisher,

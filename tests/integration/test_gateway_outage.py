@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.test_gateway_kit import (
+from tests.integration.gateway_kit import (
     BackendCounter,
     Publisher,
     RunningGateway,
