@@ -1,0 +1,1 @@
+"""Cabinet controller application (MicroPython package ``cabinet`` on the board)."""

@@ -1,0 +1,1 @@
+"""Acoustic leak sensor application (MicroPython package ``leak_sensor`` on the board)."""

@@ -1,0 +1,94 @@
+"""The real leak sensor board (ESP32 + I2S MEMS/piezo front end + battery divider).
+
+Only ``make_board(pins)`` touches ``machine``; importing creates nothing.
+``board.json`` example::
+
+    {"i2s": {"id": 0, "sck": 26, "ws": 25, "sd": 33, "rate": 8000},
+     "battery_adc": 35, "battery_ratio": 2.0, "sensor_power": 27, "wdt_ms": 60000}
+"""
+
+from fwstore import JsonStore
+
+
+class LeakBoard:
+    def __init__(self, machine, pins, data_dir="/data"):
+        # type: (object, dict, str) -> None
+        self.m = machine
+        self.pins = pins
+        self.store = JsonStore(data_dir)
+        self.rtc = machine.RTC()
+        self._i2s = None
+        self.power = (
+            machine.Pin(pins["sensor_power"], machine.Pin.OUT, value=0)
+            if "sensor_power" in pins
+            else None
+        )
+        self.bat = machine.ADC(machine.Pin(pins["battery_adc"])) if "battery_adc" in pins else None
+        if self.bat is not None:
+            self.bat.atten(machine.ADC.ATTN_11DB)
+        self.wdt = machine.WDT(timeout=pins.get("wdt_ms", 60000))
+
+    def time_ms(self):
+        import time
+
+        t = time.time()
+        if time.gmtime(0)[0] == 2000:
+            t += 946684800
+        return None if t < 1577836800 else t * 1000
+
+    def ticks_ms(self):
+        import time
+
+        return time.ticks_ms()
+
+    def sleep_ms(self, ms):
+        import time
+
+        time.sleep_ms(ms)
+
+    def audio_readinto(self, buf):
+        """int16 samples into ``buf`` (array "h"); returns how many."""
+        if self._i2s is None:
+            m = self.m
+            c = self.pins["i2s"]
+            if self.power is not None:
+                self.power.value(1)
+            self._i2s = m.I2S(
+                c.get("id", 0), sck=m.Pin(c["sck"]), ws=m.Pin(c["ws"]), sd=m.Pin(c["sd"]),
+                mode=m.I2S.RX, bits=16, format=m.I2S.MONO, rate=c.get("rate", 8000),
+                ibuf=8192,
+            )  # fmt: skip
+        return self._i2s.readinto(buf) // 2
+
+    def battery_v(self):
+        if self.bat is None:
+            return 0.0
+        return self.bat.read_uv() / 1e6 * self.pins.get("battery_ratio", 2.0)
+
+    def feed_watchdog(self):
+        self.wdt.feed()
+
+    def rtc_memory(self, data=None):
+        if data is None:
+            return self.rtc.memory()
+        self.rtc.memory(data)
+        return data
+
+    def deep_sleep(self, ms):
+        if self._i2s is not None:
+            self._i2s.deinit()
+        if self.power is not None:
+            self.power.value(0)
+        self.m.deepsleep(ms)
+
+    def load(self, name):
+        return self.store.load(name)
+
+    def save(self, name, obj):
+        self.store.save(name, obj)
+
+
+def make_board(pins, data_dir="/data"):
+    import machine
+
+    return LeakBoard(machine, pins, data_dir)
