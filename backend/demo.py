@@ -1,23 +1,41 @@
 """``lumeau demo``: the main job at this stage of the project.
 
-Starts the real services, migrates the database, runs an ingest worker, and
-plays a street-lighting cabinet and an acoustic leak sensor through the real
-broker with the real ``mosquitto_pub``, each device with its own credentials.
+Plays a street-lighting cabinet and an acoustic leak sensor on a site, along
+the data path of the design, with real parts everywhere:
+
+    devices (the real ``mosquitto_pub``, each with its own credentials)
+      -> the site's Mosquitto (its own ACL: gateway/site_acl.py)
+      -> the field gateway (``lumeau gateway run``, a subprocess): validates,
+         queues in SQLite, dead-letters bad input and answers the device,
+         batches and forwards
+      -> the backend Mosquitto (the gateway's own credentials, TLS-ready)
+      -> an ingest worker -> TimescaleDB.
+
 Among the good messages it sends a duplicate, a sequence gap, malformed input
-and a message outside the device's own topics, then prints what TimescaleDB
-holds, so a person can see each invariant of the data path hold.
+and a message outside the device's own topics, then prints where each was
+handled: the gateway's dead letters and error replies, what TimescaleDB
+stored (the gateway's batches too), the gaps, the gateway's presence and
+counters. The backend services keep running afterwards; the site broker and
+the gateway are stopped cleanly.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import os
 import secrets
 import shutil
+import signal
+import socket
+import sqlite3
 import subprocess
+import sys
 import threading
 import time
-from collections.abc import Sequence
+import urllib.request
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,10 +43,16 @@ from typing import Any
 import psycopg
 
 from edge import protocol
+from gateway.site_acl import site_acl
 
 CABINET = "cab-0001"
 SENSOR = "leak-0001"
+GATEWAY = "gw-demo-1"
 _WAIT_SECONDS = 60.0
+# Distinct good device messages in the script: cabinet status, telemetry 1, 2,
+# event 3, telemetry 5; sensor status and telemetry 1.
+_GOOD_MESSAGES = 7
+_BAD_CODES = ("bad_json", "out_of_range", "topic_mismatch")
 
 
 @dataclass(frozen=True)
@@ -45,7 +69,7 @@ class Publication:
 def register(subparsers: Any) -> None:
     demo = subparsers.add_parser(
         "demo",
-        help="run devices through the real broker into TimescaleDB and show the result",
+        help="run devices through a site broker and the gateway into TimescaleDB",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -158,7 +182,7 @@ def _publish(pub: Publication, host: str, port: int, password: str, tool: str) -
 
 
 class _ErrorReplies:
-    """The cabinet's own view of its error topic, read with the real mosquitto_sub."""
+    """The cabinet's own view of its error topic on the site broker (real mosquitto_sub)."""
 
     def __init__(self, host: str, port: int, password: str, tool: str) -> None:
         topic = protocol.downlink_topic(CABINET, "error")
@@ -174,6 +198,13 @@ class _ErrorReplies:
         assert self._proc.stdout is not None
         for raw in self._proc.stdout:
             self.lines.append(raw.decode(errors="replace").strip())
+
+    def codes(self) -> list[str]:
+        found = []
+        for line in list(self.lines):
+            with contextlib.suppress(ValueError, AttributeError):
+                found.append(str(json.loads(line).get("code")))
+        return found
 
     def close(self) -> None:
         self._proc.terminate()
@@ -195,40 +226,254 @@ def _table(title: str, headers: Sequence[str], rows: Sequence[Sequence[Any]]) ->
         print("  (none)")
 
 
-def _wait_for_rows(conn: psycopg.Connection[Any], boots: list[str], since: Any, want: int) -> bool:
-    deadline = time.monotonic() + _WAIT_SECONDS
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait(condition: Callable[[], bool], seconds: float = _WAIT_SECONDS) -> bool:
+    deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        stored = conn.execute(
-            "SELECT count(*) FROM uplink_message WHERE boot_id = ANY(%s)", (boots,)
-        ).fetchone()
-        letters = conn.execute(
-            "SELECT count(*) FROM dead_letter WHERE received_at >= %s", (since,)
-        ).fetchone()
-        if stored and letters and stored[0] >= want and letters[0] >= 3:
+        if condition():
             return True
         time.sleep(0.2)
-    return False
+    return condition()
+
+
+def _lumeau_command() -> list[str]:
+    script = Path(sys.executable).parent / "lumeau"
+    if script.is_file() and os.access(script, os.X_OK):
+        return [str(script)]
+    return [sys.executable, "-m", "backend.cli"]
+
+
+def _process_runs(pid: int, marker: str) -> bool:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return marker.encode() in cmdline
+
+
+class _GatewayProcess:
+    """``lumeau gateway run`` as a subprocess; config, log, pid and queue in ``folder``.
+
+    The TOML file holds no secret: both passwords travel in the child's
+    environment (``LUMEAU_GATEWAY_SITE_PASSWORD``, ``..._BACKEND_PASSWORD``).
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.config = folder / "gateway.toml"
+        self.log = folder / "gateway.log"
+        self.pid_file = folder / "gateway.pid"
+        self.queue = folder / "data" / "queue.sqlite3"
+        self.http_port = 0
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}/metrics"
+
+    def stop_stale(self) -> None:
+        """A gateway left running by an interrupted demo: SIGTERM it."""
+        with contextlib.suppress(OSError, ValueError):
+            pid = int(self.pid_file.read_text().strip())
+            if _process_runs(pid, str(self.config)):
+                os.kill(pid, signal.SIGTERM)
+                _wait(lambda: not _process_runs(pid, str(self.config)), 30)
+
+    def start(self, site: Any, site_password: str, stack: Any, backend_password: str) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.http_port = _free_port()
+        q = json.dumps  # a JSON string is a valid TOML basic string
+        self.config.write_text(
+            "# Written by `lumeau demo`. Passwords: LUMEAU_GATEWAY_SITE_PASSWORD and\n"
+            "# LUMEAU_GATEWAY_BACKEND_PASSWORD in the environment, never in this file.\n"
+            f"gateway_id = {q(GATEWAY)}\n"
+            f"site_host = {q(site.host)}\n"
+            f"site_port = {site.port}\n"
+            f"site_username = {q(GATEWAY)}\n"
+            f"backend_host = {q(stack.mqtt_host)}\n"
+            f"backend_port = {stack.mqtt_port}\n"
+            f"backend_username = {q(GATEWAY)}\n"
+            # The stack's ACL lets a gateway read only its own subtree on the
+            # backend broker: device commands reach it as ``relay`` commands.
+            f"downlink_device_filter = {q(protocol.gateway_topic(GATEWAY, 'down', 'cmd'))}\n"
+            f"data_dir = {q(str(self.queue.parent))}\n"
+            f"http_port = {self.http_port}\n"
+            'log_format = "json"\n'
+            "backoff_min_s = 0.2\n"
+            "backoff_max_s = 5.0\n"
+        )
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LUMEAU_GATEWAY_")}
+        env["LUMEAU_GATEWAY_SITE_PASSWORD"] = site_password
+        env["LUMEAU_GATEWAY_BACKEND_PASSWORD"] = backend_password
+        cmd = [*_lumeau_command(), "gateway", "run", "--config", str(self.config)]
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                cmd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=out
+            )
+        self.pid_file.write_text(f"{self.proc.pid}\n")
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def _get(self, path: str) -> bytes | None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}{path}", timeout=5) as r:
+                return bytes(r.read())
+        except OSError:
+            return None
+
+    def health(self) -> dict[str, Any]:
+        body = self._get("/health")
+        if body is None:
+            return {}
+        report: dict[str, Any] = json.loads(body)
+        return report
+
+    def metrics(self) -> dict[str, float]:
+        """``/metrics`` as ``{name or name{labels}: value}``."""
+        out: dict[str, float] = {}
+        for line in (self._get("/metrics") or b"").decode().splitlines():
+            if line and not line.startswith("#"):
+                name, _, value = line.rpartition(" ")
+                out[name.removeprefix("lumeau_gateway_")] = float(value)
+        return out
+
+    def wait_ready(self) -> bool:
+        def ready() -> bool:
+            report = self.health()
+            return bool(report.get("site_connected") and report.get("backend_connected"))
+
+        return _wait(lambda: ready() or not self.running()) and self.running()
+
+    def stop(self) -> int | None:
+        """SIGTERM: it drains in-flight batches, publishes its offline status, exits 0."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=30)
+        with contextlib.suppress(OSError):
+            self.pid_file.unlink()
+        return self.proc.returncode
+
+    def dead_letters(self) -> list[tuple[Any, ...]]:
+        """The gateway's own dead-letter table (SQLite), oldest first."""
+        if not self.queue.exists():
+            return []
+        with contextlib.closing(sqlite3.connect(f"file:{self.queue}?mode=ro", uri=True)) as db:
+            return db.execute(
+                "SELECT dev, code, field, reason, topic FROM dead_letter ORDER BY id"
+            ).fetchall()
+
+    def log_tail(self, lines: int = 15) -> str:
+        with contextlib.suppress(OSError):
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        return ""
+
+
+def _counter(metrics: dict[str, float], name: str) -> int:
+    """A counter's value, summed over its labels."""
+    return int(sum(v for k, v in metrics.items() if k == name or k.startswith(name + "{")))
+
+
+_GATEWAY_COUNTERS = (
+    ("received_total", "deliveries from the site broker"),
+    ("accepted_total", "validated and queued in SQLite"),
+    ("duplicates_total", "same (dev, boot, seq) again: acked, not queued twice"),
+    ("rejected_total", "dead-lettered at the gateway"),
+    ("error_replies_total", "error replies sent to devices (site broker)"),
+    ("forwarded_total", "device messages acknowledged by the backend broker"),
+    ("batches_total", "batches acknowledged by the backend broker"),
+    ("batch_failures_total", "batches the backend broker refused"),
+    ("queue_rows", "still queued (gauge)"),
+    ("dead_letter_rows", "rows in its dead-letter table (gauge)"),
+    ("devices_online", "devices whose last status is online (gauge)"),
+)
+
+
+def _clear_site(folder: Path, gateway: _GatewayProcess) -> None:
+    """A fresh site for each run: stop what an interrupted run left, then wipe it."""
+    from backend import devstack
+
+    gateway.stop_stale()
+    broker = folder / "mosquitto"
+    if (broker / "mosquitto.conf").exists():
+        devstack.BrokerHandle(broker, 0).stop()
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def _run(args: argparse.Namespace) -> int:
     from backend import devstack
-    from backend.ingest.worker import IngestWorker, WorkerConfig
     from backend.settings import run_dir_from_env
     from backend.storage import migrate
 
     run_dir: Path = (args.run_dir or run_dir_from_env()).resolve()
     print(f"Lumeau demo: run folder {run_dir}")
     stack = devstack.up(run_dir)
-    print(f"  Mosquitto    {stack.mqtt_host}:{stack.mqtt_port} (anonymous refused, per-device ACL)")
+    print(f"  backend MQTT {stack.mqtt_host}:{stack.mqtt_port} (anonymous refused, per-user ACL)")
     print(f"  TimescaleDB  {stack.timescaledb_version} on PostgreSQL, see {run_dir / 'stack.env'}")
     applied = migrate(stack.database_url)
     print(f"  migrations   {', '.join(applied) if applied else 'already up to date'}")
-    passwords = {dev: devstack.add_broker_user(stack, dev) for dev in (CABINET, SENSOR)}
     tool_pub = shutil.which("mosquitto_pub")
     tool_sub = shutil.which("mosquitto_sub")
     if tool_pub is None or tool_sub is None:
         print("mosquitto_pub/mosquitto_sub not found: apt-get install mosquitto-clients")
         return 2
+
+    site_dir = run_dir / "site"
+    gateway = _GatewayProcess(site_dir / "gateway")
+    _clear_site(site_dir, gateway)
+    # Each device and the gateway have their own site credentials; the gateway
+    # has its own backend credentials too (the stack's ACL: gw/<id>/# only).
+    site_passwords = {name: secrets.token_urlsafe(24) for name in (CABINET, SENSOR, GATEWAY)}
+    site = devstack.start_broker(
+        site_dir / "mosquitto", users=site_passwords, acl=site_acl([GATEWAY])
+    )
+    print(f"  site MQTT    {site.host}:{site.port} (devices and {GATEWAY}; ACL {site.acl_file})")
+    backend_password = devstack.add_broker_user(stack, GATEWAY)
+    worker, thread = _start_worker(stack)
+
+    def stop_ingest() -> None:
+        worker.stop()
+        thread.join(timeout=30)
+
+    try:
+        if not worker.wait_subscribed(30):
+            print("the ingest worker could not subscribe to the broker; see the log above")
+            return 1
+        print("  ingest       one worker on the shared subscription $share/lumeau-ingest/...")
+        gateway.start(site, site_passwords[GATEWAY], stack, backend_password)
+        if not gateway.wait_ready():
+            print(f"the gateway did not come up; its log ({gateway.log}):\n{gateway.log_tail()}")
+            return 1
+        gw_boot = str(gateway.health().get("boot"))
+        print(f"  gateway      {GATEWAY} boot {gw_boot}, pid {gateway.proc and gateway.proc.pid}")
+        print(f"               config {gateway.config}")
+        print(f"               log    {gateway.log}")
+        print(f"               metrics {gateway.metrics_url}")
+        return _play(
+            stack, site, site_passwords, gateway, gw_boot, worker, stop_ingest, tool_pub, tool_sub
+        )
+    finally:
+        code = gateway.stop()
+        stop_ingest()
+        site.stop()
+        print(f"\nGateway stopped (exit code {code}), site broker stopped; its files: {site_dir}")
+        print("The backend services keep running: `.venv/bin/lumeau services status`, `... down`.")
+        print(f"Database and broker credentials for your own queries: {run_dir / 'stack.env'}")
+
+
+def _start_worker(stack: Any) -> tuple[Any, threading.Thread]:
+    from backend.ingest.worker import IngestWorker, WorkerConfig
 
     worker = IngestWorker(
         WorkerConfig(
@@ -242,47 +487,115 @@ def _run(args: argparse.Namespace) -> int:
     )
     thread = threading.Thread(target=worker.run, name="ingest", daemon=True)
     thread.start()
-    if not worker.wait_subscribed(30):
-        print("the ingest worker could not subscribe to the broker; see the log above")
-        worker.stop()
-        return 1
-    print("  ingest       one worker on the shared subscription $share/lumeau-ingest/...")
+    return worker, thread
 
+
+def _play(
+    stack: Any,
+    site: Any,
+    passwords: dict[str, str],
+    gateway: _GatewayProcess,
+    gw_boot: str,
+    worker: Any,
+    stop_ingest: Callable[[], None],
+    tool_pub: str,
+    tool_sub: str,
+) -> int:
     with psycopg.connect(stack.database_url, autocommit=True) as conn:
         started = conn.execute("SELECT now()").fetchone()
         since = started[0] if started else None
         cab_boot, sensor_boot = secrets.token_hex(4), secrets.token_hex(4)
-        replies = _ErrorReplies(stack.mqtt_host, stack.mqtt_port, passwords[CABINET], tool_sub)
-        publications = build_publications(cab_boot, sensor_boot, _now_ms())
+        boots = [cab_boot, sensor_boot]
+        replies = _ErrorReplies(site.host, site.port, passwords[CABINET], tool_sub)
         sent = []
-        for pub in publications:
-            outcome = _publish(
-                pub, stack.mqtt_host, stack.mqtt_port, passwords[pub.device], tool_pub
-            )
+        for n, pub in enumerate(build_publications(cab_boot, sensor_boot, _now_ms())):
+            outcome = _publish(pub, site.host, site.port, passwords[pub.device], tool_pub)
             sent.append(
                 (pub.device, pub.topic.removeprefix(protocol.TOPIC_ROOT + "/"), pub.note, outcome)
             )
+            if n == 0:
+                # The first message is a retained status: once the gateway has it
+                # (live, or retained when it subscribes) its subscription exists.
+                _wait(lambda: _counter(gateway.metrics(), "received_total") >= 1)
         _table(
-            "Published with mosquitto_pub (QoS 1, MQTT v5)",
+            f"Published with mosquitto_pub to the SITE broker {site.host}:{site.port} (QoS 1, v5)",
             ("device", "topic", "what", "mosquitto_pub"),
             sent,
         )
 
-        # 7 distinct good messages; the duplicate and the ACL-refused one must not add rows.
-        complete = _wait_for_rows(conn, [cab_boot, sensor_boot], since, want=7)
-        time.sleep(0.5)  # a late duplicate, if any, would now be visible too
-        worker.stop()
-        thread.join(timeout=30)
-        replies.close()
+        def stored() -> int:
+            row = conn.execute(
+                "SELECT count(*) FROM uplink_message WHERE boot_id = ANY(%s)", (boots,)
+            ).fetchone()
+            return int(row[0]) if row else 0
 
-        boots = [cab_boot, sensor_boot]
+        def gateway_status() -> str | None:
+            row = conn.execute(
+                "SELECT s.state FROM device_status s JOIN uplink_message u USING"
+                " (device_id, boot_id, seq, time) WHERE s.device_id = %s AND s.boot_id = %s"
+                " ORDER BY u.received_at DESC, s.seq DESC LIMIT 1",
+                (GATEWAY, gw_boot),
+            ).fetchone()
+            return str(row[0]) if row else None
+
+        complete = _wait(
+            lambda: (
+                stored() >= _GOOD_MESSAGES
+                and _counter(gateway.metrics(), "rejected_total") >= len(_BAD_CODES)
+                and len(replies.codes()) >= len(_BAD_CODES)
+                and gateway_status() == "online"
+            )
+        )
+        time.sleep(0.5)  # a late duplicate, if any, would now be visible too
+        metrics = gateway.metrics()
+        devices_while_running = conn.execute(
+            "SELECT device_id, role, last_status, fw, last_gateway_id FROM device"
+            " WHERE device_id = ANY(%s) ORDER BY device_id",
+            ([CABINET, GATEWAY, SENSOR],),
+        ).fetchall()
+
+        # A clean stop: in-flight batches drained, offline status published.
+        exit_code = gateway.stop()
+        _wait(lambda: gateway_status() == "offline", 15)
+        stop_ingest()
+        replies.close()
+        letters = gateway.dead_letters()
+
+        _table(
+            f"Gateway counters, read from {gateway.metrics_url} before it stopped",
+            ("counter", "value", "meaning"),
+            [(name, _counter(metrics, name), meaning) for name, meaning in _GATEWAY_COUNTERS]
+            + [
+                (key, int(value), "  by code")
+                for key, value in sorted(metrics.items())
+                if key.startswith("rejected_total{")
+            ],
+        )
+        _table(
+            f"Gateway dead letters (its SQLite {gateway.queue.name}: bad input stops at the site)",
+            ("device", "code", "field", "reason"),
+            [(dev, code, field, reason[:70]) for dev, code, field, reason, _topic in letters],
+        )
+        _table(
+            f"Error replies {CABINET} read on its own down/error topic of the SITE broker",
+            ("reply",),
+            [[line[:110]] for line in replies.lines],
+        )
         rows = conn.execute(
-            "SELECT device_id, boot_id, seq, kind, to_char(time AT TIME ZONE 'UTC', 'HH24:MI:SS')"
-            " FROM uplink_message WHERE boot_id = ANY(%s) ORDER BY device_id, seq",
+            "SELECT device_id, boot_id, seq, kind, to_char(time AT TIME ZONE 'UTC', 'HH24:MI:SS'),"
+            " gateway_id FROM uplink_message WHERE boot_id = ANY(%s) ORDER BY device_id, seq",
             (boots,),
         ).fetchall()
-        _table("Stored messages (uplink_message: one row per device, boot, seq)",
-               ("device", "boot", "seq", "kind", "time UTC"), rows)  # fmt: skip
+        _table("Stored device messages (uplink_message: one row per device, boot, seq)",
+               ("device", "boot", "seq", "kind", "time UTC", "via gateway"), rows)  # fmt: skip
+        rows = conn.execute(
+            "SELECT device_id, boot_id, seq, kind, to_char(time AT TIME ZONE 'UTC', 'HH24:MI:SS')"
+            " FROM uplink_message WHERE device_id = %s AND boot_id = %s ORDER BY seq",
+            (GATEWAY, gw_boot),
+        ).fetchall()
+        batches = sum(1 for r in rows if r[3] == "batch")
+        _table(f"The gateway's own messages (uplink_message, {GATEWAY} boot {gw_boot})",
+               ("gateway", "boot", "seq", "kind", "time UTC"), rows)  # fmt: skip
         rows = conn.execute(
             "SELECT device_id, channel, metric, count(*), round(avg(value)::numeric, 2)"
             " FROM reading WHERE boot_id = ANY(%s) GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
@@ -293,31 +606,29 @@ def _run(args: argparse.Namespace) -> int:
             "SELECT device_id, code, severity, active FROM event WHERE boot_id = ANY(%s)", (boots,)
         ).fetchall()
         _table("Events", ("device", "code", "severity", "active"), rows)
+        _table("Devices and gateway while the gateway ran (device table)",
+               ("id", "role", "status", "firmware", "last gateway"),
+               devices_while_running)  # fmt: skip
         rows = conn.execute(
-            "SELECT device_id, role, last_status, fw FROM device WHERE device_id = ANY(%s)"
-            " ORDER BY device_id",
-            ([CABINET, SENSOR],),
+            "SELECT s.device_id, s.seq, s.state,"
+            " to_char(s.time AT TIME ZONE 'UTC', 'HH24:MI:SS.MS'),"
+            " to_char(u.received_at AT TIME ZONE 'UTC', 'HH24:MI:SS.MS')"
+            " FROM device_status s JOIN uplink_message u USING (device_id, boot_id, seq, time)"
+            " WHERE s.device_id = %s AND s.boot_id = %s ORDER BY u.received_at, s.seq",
+            (GATEWAY, gw_boot),
         ).fetchall()
-        _table("Devices", ("device", "role", "status", "firmware"), rows)
+        _table("Gateway presence (device_status of its boot, in order received)",
+               ("gateway", "seq", "state", "composed UTC", "received UTC"), rows)  # fmt: skip
         rows = conn.execute(
             "SELECT device_id, boot_id, first_missing, last_missing, missing"
             " FROM sequence_gap WHERE boot_id = ANY(%s)",
-            (boots,),
+            ([*boots, gw_boot],),
         ).fetchall()
         _table("Sequence gaps (reported, never silent)",
                ("device", "boot", "first", "last", "missing"), rows)  # fmt: skip
-        rows = conn.execute(
-            "SELECT device_id, code, field, left(reason, 70) FROM dead_letter"
-            " WHERE received_at >= %s ORDER BY id",
-            (since,),
-        ).fetchall()
-        _table("Dead letters (rejected with a reason, ingest kept running)",
-               ("device", "code", "field", "reason"), rows)  # fmt: skip
-        _table(
-            f"Error replies {CABINET} read on its own down/error topic",
-            ("reply",),
-            [[line[:110]] for line in replies.lines],
-        )
+        backend_letters = conn.execute(
+            "SELECT count(*) FROM dead_letter WHERE received_at >= %s", (since,)
+        ).fetchone()
         dup = conn.execute(
             "SELECT count(*) FROM uplink_message WHERE boot_id = %s AND seq = 2", (cab_boot,)
         ).fetchone()
@@ -325,13 +636,31 @@ def _run(args: argparse.Namespace) -> int:
             "SELECT count(*) FROM uplink_message WHERE device_id = %s AND boot_id = %s",
             (SENSOR, cab_boot),
         ).fetchone()
+        via = conn.execute(
+            "SELECT count(*) FROM uplink_message WHERE boot_id = ANY(%s) AND gateway_id = %s",
+            (boots, GATEWAY),
+        ).fetchone()
+        good = stored()
     print()
-    print(f"Duplicate: seq 2 published twice, stored {dup[0] if dup else '?'} time(s).")
+    print(
+        f"Good messages: {_GOOD_MESSAGES} distinct sent, {good} stored, "
+        f"{via[0] if via else '?'} of them via {GATEWAY}."
+    )
+    print(
+        f"Duplicate: seq 2 published twice, stored {dup[0] if dup else '?'} time(s) "
+        f"(gateway duplicates={_counter(metrics, 'duplicates_total')})."
+    )
     print(f"ACL: {CABINET}'s messages under {SENSOR}'s topic stored: {acl[0] if acl else '?'}.")
+    print(
+        f"Bad input: {len(letters)} gateway dead letters "
+        f"({', '.join(sorted(code for _, code, _, _, _ in letters))}), "
+        f"{len(replies.codes())} error replies; backend dead letters this run: "
+        f"{backend_letters[0] if backend_letters else '?'}."
+    )
+    print(f"Gateway batches stored: {batches} (kind batch); gateway exit code {exit_code}.")
     print(f"Ingest counters: {worker.counters.line()}")
-    print("\nThe services keep running: `.venv/bin/lumeau services status`, `... services down`.")
-    print(f"Database and broker credentials for your own queries: {run_dir / 'stack.env'}")
     if not complete:
         print("\nNot everything arrived within the wait; see the tables above.")
+        print(f"Gateway log ({gateway.log}):\n{gateway.log_tail()}")
         return 1
     return 0

@@ -33,6 +33,34 @@ from gateway.backoff import Backoff
 log = logging.getLogger(__name__)
 
 
+class _ClosingSSLSocket(ssl.SSLSocket):
+    """Closes itself when the TLS handshake fails.
+
+    paho wraps the TCP socket and calls ``do_handshake()``; when that raises
+    (e.g. the server's certificate does not verify) it drops the SSL socket
+    without closing it, leaking one descriptor per attempt until the garbage
+    collector finds it. A gateway retrying for days against a misconfigured
+    broker must not leak.
+    """
+
+    def do_handshake(self, block: bool = False) -> None:
+        try:
+            super().do_handshake(block)
+        except BaseException:
+            self.close()
+            raise
+
+
+def tls_context(ca_file: Path) -> ssl.SSLContext:
+    """TLS >= 1.2; the server's certificate and host name verified against ``ca_file``."""
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(ca_file))
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.verify_mode = ssl.CERT_REQUIRED
+    context.check_hostname = True
+    context.sslsocket_class = _ClosingSSLSocket
+    return context
+
+
 @dataclass(frozen=True)
 class Endpoint:
     host: str
@@ -97,6 +125,10 @@ class Link:
         self._subscribed = threading.Event()
         self._thread: threading.Thread | None = None
         self.reconnects = 0
+        # Failed attempts, and why the last one failed (None once connected):
+        # a certificate that does not verify shows here and in the log.
+        self.connect_failures = 0
+        self.last_error: str | None = None
         self.current_will: Will | None = None
 
     # ------------------------------------------------------------ public
@@ -216,7 +248,11 @@ class Link:
                 ep.host, ep.port, keepalive=ep.keepalive, clean_start=False, properties=props
             )
         except (OSError, ssl.SSLError) as exc:
+            # ssl.SSLCertVerificationError lands here: the server's certificate
+            # does not verify against ``tls_ca`` (or names another host).
             log.warning("%s: cannot connect to %s:%d: %s", self.name, ep.host, ep.port, exc)
+            self.connect_failures += 1
+            self.last_error = f"{type(exc).__name__}: {exc}"
             return None
         with self._lock:
             self._client = client
@@ -235,8 +271,7 @@ class Link:
         if ep.username is not None:
             client.username_pw_set(ep.username, ep.password)
         if ep.tls_ca is not None:
-            # Server certificate and host name are verified against this CA.
-            client.tls_set(ca_certs=str(ep.tls_ca), cert_reqs=ssl.CERT_REQUIRED)
+            client.tls_set_context(tls_context(ep.tls_ca))
         client.max_inflight_messages_set(self._max_inflight)
         client.max_queued_messages_set(0)
         # A bug in a callback must not silently end the network thread.
@@ -251,9 +286,12 @@ class Link:
         ) -> None:
             if reason_code.is_failure:
                 log.error("%s: broker refused the connection: %s", self.name, reason_code)
+                self.connect_failures += 1
+                self.last_error = f"refused: {reason_code}"
                 self._lost.set()
                 return
             self._backoff.reset()
+            self.last_error = None
             with self._lock:
                 self._connected = True
             log.info(

@@ -31,6 +31,8 @@ class Counters:
     commands_timed_out: int = 0
     reconnects_site: int = 0
     reconnects_backend: int = 0
+    connect_failures_site: int = 0  # attempts that failed (TLS verification, refused, ...)
+    connect_failures_backend: int = 0
 
 
 @dataclass
@@ -66,6 +68,9 @@ _HELP: Final = {
     "commands_timed_out": "Commands that expired without an ack (reported upstream)",
     "reconnects_site": "Reconnections to the site broker",
     "reconnects_backend": "Reconnections to the backend broker",
+    "connect_failures_site": "Failed connection attempts to the site broker",
+    "connect_failures_backend": "Failed connection attempts to the backend broker "
+    "(TLS verification, refused login, unreachable)",
     "queue_rows": "Messages in the durable queue",
     "queue_bytes": "Bytes of queued batch entries",
     "queue_priority_rows": "Queued event/status/ack messages",

@@ -198,6 +198,8 @@ class Gateway:
             "boot": self.boot,
             "site_connected": self.site.connected,
             "backend_connected": self.backend.connected,
+            "site_last_error": self.site.last_error,
+            "backend_last_error": self.backend.last_error,
             "queue_rows": gauges.queue_rows,
             "oldest_age_s": gauges.oldest_age_s,
             "forwarded": counters.forwarded,
@@ -562,6 +564,8 @@ class Gateway:
         with self.metrics.lock:
             self.metrics.counters.reconnects_site = self.site.reconnects
             self.metrics.counters.reconnects_backend = self.backend.reconnects
+            self.metrics.counters.connect_failures_site = self.site.connect_failures
+            self.metrics.counters.connect_failures_backend = self.backend.connect_failures
 
 
 __all__ = ["SITE_UPLINKS", "Gateway"]
