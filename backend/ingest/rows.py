@@ -309,13 +309,17 @@ class _DeviceSummary:
             seen.latest_ts = message["ts"]
             seen.boot_id = message["boot"]
             seen.gateway_id = item.gateway_id
-        if message["kind"] == "status":
-            status_at = to_time(message["ts"])
-            if seen.status_at is None or status_at >= seen.status_at:
-                seen.role = message["role"]
-                seen.status = message["state"]
-                seen.status_at = status_at
-                seen.fw = message.get("fw")
+        # Presence is the last status *received* (docs/protocol.md): a last-will
+        # is composed at connect time, so its device timestamp is older than
+        # the online status it follows. Items come in reception order, so the
+        # later one wins on equal times.
+        if message["kind"] == "status" and (
+            seen.status_at is None or item.received_at >= seen.status_at
+        ):
+            seen.role = message["role"]
+            seen.status = message["state"]
+            seen.status_at = item.received_at
+            seen.fw = message.get("fw")
 
     def rows(self) -> list[DeviceRow]:
         return [self._seen[key].row() for key in sorted(self._seen)]

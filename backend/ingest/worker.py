@@ -182,9 +182,11 @@ class IngestWorker:
             self._connected = True
         log.info("connected to the broker (session present: %s)", flags.session_present)
         if not self._stopping.is_set():
-            client.subscribe(
-                [(topic, SubscribeOptions(qos=1)) for topic in self._config.subscriptions()]
-            )
+            # Retained statuses were stored when first published; MQTT 5 says a
+            # shared subscription gets no retained messages, and Mosquitto
+            # 2.0.11 sends them anyway unless told not to.
+            options = SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_DO_NOT_SEND)
+            client.subscribe([(topic, options) for topic in self._config.subscriptions()])
 
     def _on_disconnect(
         self,

@@ -96,8 +96,9 @@ _DEAD_LETTER: Final = _Table(
     ("timestamptz", "text", "bytea", "text", "text", "text", "text", "text"),
 )
 
-# Reception times only grow; the boot, gateway and status follow the newest
-# message by device time, so a late resend of an old boot changes nothing.
+# Reception times only grow; the boot and gateway follow the newest message by
+# device time, so a late resend of an old boot changes nothing. The status
+# follows the newest by reception (last_status_at is when it was received).
 _UPSERT_DEVICE: Final = """
 INSERT INTO device AS d (device_id, role, first_seen, last_seen, last_message_at, last_boot_id,
                          last_gateway_id, last_status, last_status_at, fw)

@@ -539,6 +539,7 @@ def test_sigterm_flushes_what_was_received_and_exits_cleanly(
     client_ids.append(client_id)
     device, boot = dev("term"), new_boot()
     url = create_database(services.admin_database_url, services.database_url, "t_term")
+    process: WorkerProcess | None = None
     try:
         migrate(url)
         # A flush delay far beyond the test: only the stop can flush this batch.
@@ -554,6 +555,8 @@ def test_sigterm_flushes_what_was_received_and_exits_cleanly(
             assert stored_seqs(conn, device, boot) == [1]
         assert "stopped: received=1 stored=1 " in process.log(), process.tail()
     finally:
+        if process is not None and process.alive():
+            process.kill()  # a failed test must not leave a worker consuming the broker
         drop_database(services.admin_database_url, url)
 
 

@@ -208,7 +208,7 @@ def test_device_summary_follows_the_newest_message_and_status() -> None:
         BOOT,
         "gw-1",
         "online",
-        to_time(TS),
+        RECEIVED,  # when the status was received: presence follows reception
         None,
     )
 
@@ -247,3 +247,26 @@ def test_dead_letter_row_is_cleaned() -> None:
         None,
         "device",
     )
+
+
+def _status(seq: int, state: str, ts: int) -> dict[str, Any]:
+    return _decoded(
+        {"v": 1, "kind": "status", "dev": "cab-1", "boot": BOOT, "seq": seq, "ts": ts,
+         "state": state, "role": "cabinet"}
+    )  # fmt: skip
+
+
+def test_presence_is_the_last_status_received_not_the_newest_device_time() -> None:
+    # A last-will is composed at connect time (seq n), before the online status
+    # (seq n + 1), so when the broker finally sends it, its ts is the older one.
+    online, will = _status(1, "online", TS + 10), _status(0, "offline", TS)
+    later = RECEIVED + timedelta(seconds=30)
+    plan = plan_batch([item(online), item(will, at=later)])
+    (row,) = plan.devices
+    assert (row[7], row[8]) == ("offline", later)
+
+    # In one batch with equal reception times, reception order decides.
+    (row,) = plan_batch([item(online), item(will)]).devices
+    assert row[7] == "offline"
+    (row,) = plan_batch([item(will), item(online)]).devices
+    assert row[7] == "online"
