@@ -19,6 +19,7 @@ _COMMAND_MODULES = (
     "backend.storage.cli",  # lumeau db migrate|status
     "backend.ingest.cli",  # lumeau ingest run
     "gateway.cli",  # lumeau gateway run
+    "firmware.tools.cli",  # lumeau firmware build|provision|flash
     "backend.demo",  # lumeau demo
     "backend.bench_cli",  # lumeau bench
 )
