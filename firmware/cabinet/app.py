@@ -28,15 +28,26 @@ The board interface (duck-typed)::
     load(name) -> dict | None / save(name, dict)     small JSON files on flash
 """
 
-from mqtt import ticks_diff
+from mqtt import ticks_add, ticks_diff
 from uplink import CommandBook, Link
 
 from edge import cabinet_faults, protocol
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover - never true at run time
+    from collections.abc import Callable  # noqa: F401  (used in type comments)
+    from typing import Any  # noqa: F401  (used in type comments)
+
+    import mqtt  # noqa: F401  (used in type comments)
+    from cabinet.board import CabinetBoard  # noqa: F401  (used in type comments)
+    from uplink import Uplink  # noqa: F401  (used in type comments)
+
+    from edge.schedule import Program  # noqa: F401  (used in type comments)
+
 try:
     from edge import schedule as _schedule
 except ImportError:  # not on this build: lights follow the safe fallback
-    _schedule = None
+    _schedule = None  # type: ignore[assignment]  # a build without edge.schedule
 
 FW = "0.1.0"
 CONFIG_KEYS = {
@@ -50,12 +61,12 @@ class ScheduleRunner:
     """``edge.schedule`` behind a small interface (program, overrides, levels)."""
 
     def __init__(self, lat, lon, circuits):
-        # type: (float, float, list) -> None
+        # type: (float | None, float | None, list) -> None
         self.lat = lat
         self.lon = lon
         self.circuits = circuits
-        self.program = None
-        self.program_obj = None
+        self.program = None  # type: Program | None
+        self.program_obj = None  # type: dict | None
         self.overrides = []  # type: list
 
     def set_program(self, obj):
@@ -82,8 +93,14 @@ class ScheduleRunner:
             return {ch: (100, "safe") for ch in self.circuits}
         if now_s is not None:
             self.overrides = _schedule.prune_overrides(self.overrides, now_s)
+        # level_at takes any position: a missing or bad one gives the safe levels
         return _schedule.level_at(
-            self.program, now_s, self.lat, self.lon, self.overrides, self.circuits
+            self.program,
+            now_s,
+            self.lat,  # type: ignore[arg-type]
+            self.lon,  # type: ignore[arg-type]
+            self.overrides,
+            self.circuits,
         )
 
 
@@ -91,7 +108,7 @@ class CabinetApp:
     """See the module docstring. ``config`` is the provisioned dict."""
 
     def __init__(self, board, config, uplink, make_client):
-        # type: (object, dict, object, object) -> None
+        # type: (CabinetBoard, dict, Uplink, Callable[[], mqtt.MQTTClient]) -> None
         self.board = board
         self.config = config
         self.up = uplink
@@ -118,8 +135,8 @@ class CabinetApp:
         self.inbox = []  # type: list
         self.levels = {}  # type: dict
         self.last = {}  # type: dict
-        self.next_telemetry_ms = None  # UTC ms of the next telemetry
-        self.reboot_at = None
+        self.next_telemetry_ms = None  # type: int | None  # UTC ms of the next telemetry
+        self.reboot_at = None  # type: int | None  # ticks ms
         self.errors = {}  # type: dict
         self.alive = {}  # type: dict
         self.running = True
@@ -263,13 +280,14 @@ class CabinetApp:
                 self.next_telemetry_ms = None
                 return {"ok": True}
             if name == "get_config":
-                res = dict(self.settings)
+                res = dict(self.settings)  # type: dict[str, Any]
                 res["fw"] = FW
                 if self.schedule.program_obj is not None and "id" in self.schedule.program_obj:
                     res["schedule_id"] = self.schedule.program_obj["id"]
                 return {"ok": True, "result": res}
             if name == "reboot":
-                self.reboot_at = self.board.ticks_ms() + 5000  # after the ack is sent
+                # after the ack is sent; ticks_add, not +, survives the ticks wrap
+                self.reboot_at = ticks_add(self.board.ticks_ms(), 5000)  # type: ignore[type-var]
                 return {"ok": True}
         except ValueError as exc:  # ScheduleError is a ValueError
             code = getattr(exc, "code", None)

@@ -18,17 +18,24 @@ import math
 
 from fwstore import JsonStore
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover - never true at run time
+    from typing import Any  # noqa: F401  (used in type comments)
+
+    import machine as _machine  # noqa: F401  (used in type comments)
+
 
 class CabinetBoard:
     def __init__(self, machine, pins, data_dir="/data"):
-        # type: (object, dict, str) -> None
+        # type: (Any, dict, str) -> None
+        # machine: the ``machine`` module (make_board), or a stand-in in tests
         self.m = machine
         self.pins = pins
         self.store = JsonStore(data_dir)
-        self.rtc = machine.RTC()
-        self.relays = {}
-        self.dim = {}
-        self.ct = {}
+        self.rtc = machine.RTC()  # type: _machine.RTC
+        self.relays = {}  # type: dict[int, _machine.Pin]
+        self.dim = {}  # type: dict[int, _machine.PWM]
+        self.ct = {}  # type: dict[int, _machine.ADC]
         for ch, n in pins.get("relays", {}).items():
             self.relays[int(ch)] = machine.Pin(n, machine.Pin.OUT, value=0)
         for ch, n in pins.get("dim", {}).items():
@@ -37,15 +44,16 @@ class CabinetBoard:
             a = machine.ADC(machine.Pin(n))
             a.atten(machine.ADC.ATTN_11DB)
             self.ct[int(ch)] = a
-        self.mains = machine.Pin(pins["mains"], machine.Pin.IN) if "mains" in pins else None
+        self.mains = machine.Pin(pins["mains"], machine.Pin.IN) if "mains" in pins else None  # type: _machine.Pin | None
         self.door = (
             machine.Pin(pins["door"], machine.Pin.IN, machine.Pin.PULL_UP)
             if "door" in pins
             else None
-        )
-        self.wdt = machine.WDT(timeout=pins.get("wdt_ms", 30000))
+        )  # type: _machine.Pin | None
+        self.wdt = machine.WDT(timeout=pins.get("wdt_ms", 30000))  # type: _machine.WDT
 
     def time_ms(self):
+        # type: () -> int | None
         import time
 
         t = time.time()  # ESP32: seconds since 2000-01-01 on the port's epoch
@@ -56,20 +64,24 @@ class CabinetBoard:
         return t * 1000
 
     def ticks_ms(self):
+        # type: () -> int
         import time
 
-        return time.ticks_ms()
+        # an int at run time; the stubs' _TicksMs is opaque (see mqtt.ticks_ms)
+        return time.ticks_ms()  # type: ignore[return-value]
 
     def set_level(self, ch, pct):
+        # type: (int, int) -> None
         if ch in self.relays:
             self.relays[ch].value(1 if pct > 0 else 0)
         if ch in self.dim:
             self.dim[ch].duty_u16(pct * 65535 // 100)
 
     def read_meter(self):
+        # type: () -> dict
         import time
 
-        out = {"circuits": {}}
+        out = {"circuits": {}}  # type: dict[str, Any]
         if self.mains is not None:
             out["mains_bool"] = self.mains.value()
         if self.door is not None:
@@ -92,19 +104,24 @@ class CabinetBoard:
         return out
 
     def feed_watchdog(self):
+        # type: () -> None
         self.wdt.feed()
 
     def reset(self):
+        # type: () -> None
         self.m.reset()
 
     def load(self, name):
+        # type: (str) -> dict | None
         return self.store.load(name)
 
     def save(self, name, obj):
+        # type: (str, dict) -> None
         self.store.save(name, obj)
 
 
 def make_board(pins, data_dir="/data"):
+    # type: (dict, str) -> CabinetBoard
     import machine
 
     return CabinetBoard(machine, pins, data_dir)

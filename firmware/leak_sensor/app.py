@@ -30,6 +30,14 @@ from uplink import Identity, Link
 
 from edge import acoustic
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover - never true at run time
+    from collections.abc import Callable  # noqa: F401  (used in type comments)
+
+    import mqtt  # noqa: F401  (used in type comments)
+    from leak_sensor.board import LeakBoard  # noqa: F401  (used in type comments)
+    from uplink import Uplink  # noqa: F401  (used in type comments)
+
 FW = "0.1.0"
 DAY_MS = 86400000
 
@@ -62,7 +70,7 @@ def window_bounds(now_ms, start_min, end_min, offset_min):
 
 class LeakApp:
     def __init__(self, board, config, uplink, make_client):
-        # type: (object, dict, object, object) -> None
+        # type: (LeakBoard, dict, Uplink, Callable[[], mqtt.MQTTClient]) -> None
         self.board = board
         self.config = config
         self.up = uplink
@@ -162,6 +170,6 @@ class LeakApp:
 
 
 def restore_identity(board, random_bytes):
-    # type: (object, bytes) -> Identity
+    # type: (LeakBoard, bytes) -> Identity
     """The boot that deep sleep interrupted, or a new one after a power cut."""
     return Identity.from_bytes(board.rtc_memory()) or Identity.new(random_bytes)

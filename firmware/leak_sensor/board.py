@@ -9,26 +9,35 @@ Only ``make_board(pins)`` touches ``machine``; importing creates nothing.
 
 from fwstore import JsonStore
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover - never true at run time
+    from array import array  # noqa: F401  (used in type comments)
+    from typing import Any  # noqa: F401  (used in type comments)
+
+    import machine as _machine  # noqa: F401  (used in type comments)
+
 
 class LeakBoard:
     def __init__(self, machine, pins, data_dir="/data"):
-        # type: (object, dict, str) -> None
+        # type: (Any, dict, str) -> None
+        # machine: the ``machine`` module (make_board), or a stand-in in tests
         self.m = machine
         self.pins = pins
         self.store = JsonStore(data_dir)
-        self.rtc = machine.RTC()
-        self._i2s = None
+        self.rtc = machine.RTC()  # type: _machine.RTC
+        self._i2s = None  # type: _machine.I2S | None
         self.power = (
             machine.Pin(pins["sensor_power"], machine.Pin.OUT, value=0)
             if "sensor_power" in pins
             else None
-        )
-        self.bat = machine.ADC(machine.Pin(pins["battery_adc"])) if "battery_adc" in pins else None
+        )  # type: _machine.Pin | None
+        self.bat = machine.ADC(machine.Pin(pins["battery_adc"])) if "battery_adc" in pins else None  # type: _machine.ADC | None
         if self.bat is not None:
             self.bat.atten(machine.ADC.ATTN_11DB)
-        self.wdt = machine.WDT(timeout=pins.get("wdt_ms", 60000))
+        self.wdt = machine.WDT(timeout=pins.get("wdt_ms", 60000))  # type: _machine.WDT
 
     def time_ms(self):
+        # type: () -> int | None
         import time
 
         t = time.time()
@@ -37,16 +46,20 @@ class LeakBoard:
         return None if t < 1577836800 else t * 1000
 
     def ticks_ms(self):
+        # type: () -> int
         import time
 
-        return time.ticks_ms()
+        # an int at run time; the stubs' _TicksMs is opaque (see mqtt.ticks_ms)
+        return time.ticks_ms()  # type: ignore[return-value]
 
     def sleep_ms(self, ms):
+        # type: (int) -> None
         import time
 
         time.sleep_ms(ms)
 
     def audio_readinto(self, buf):
+        # type: (array) -> int
         """int16 samples into ``buf`` (array "h"); returns how many."""
         if self._i2s is None:
             m = self.m
@@ -61,20 +74,24 @@ class LeakBoard:
         return self._i2s.readinto(buf) // 2
 
     def battery_v(self):
+        # type: () -> float
         if self.bat is None:
             return 0.0
         return self.bat.read_uv() / 1e6 * self.pins.get("battery_ratio", 2.0)
 
     def feed_watchdog(self):
+        # type: () -> None
         self.wdt.feed()
 
     def rtc_memory(self, data=None):
+        # type: (bytes | None) -> bytes
         if data is None:
             return self.rtc.memory()
         self.rtc.memory(data)
         return data
 
     def deep_sleep(self, ms):
+        # type: (int) -> None
         if self._i2s is not None:
             self._i2s.deinit()
         if self.power is not None:
@@ -82,13 +99,16 @@ class LeakBoard:
         self.m.deepsleep(ms)
 
     def load(self, name):
+        # type: (str) -> dict | None
         return self.store.load(name)
 
     def save(self, name, obj):
+        # type: (str, dict) -> None
         self.store.save(name, obj)
 
 
 def make_board(pins, data_dir="/data"):
+    # type: (dict, str) -> LeakBoard
     import machine
 
     return LeakBoard(machine, pins, data_dir)

@@ -39,23 +39,37 @@ import sys
 
 import mqtt_codec as codec
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover - never true at run time
+    import socket  # noqa: F401  (used in type comments)
+    from collections.abc import Callable  # noqa: F401  (used in type comments)
+    from typing import Any  # noqa: F401  (used in type comments)
+
 try:
     import select
 except ImportError:  # pragma: no cover - every port we use has it
-    select = None
+    select = None  # type: ignore[assignment]  # a port without select: blocking reads
 
+# Ticks are plain ints here (the clocks the tests inject return ints); the
+# stubs' opaque _TicksMs is ignored where ticks_ms is taken. The stubs make
+# ticks opaque to force time.ticks_add: near the wrap (2**30 ms on the ESP32)
+# ``now + timeout_ms`` leaves the small-int range and ticks_diff misreads it.
 try:
-    from time import ticks_diff, ticks_ms  # MicroPython
+    from time import ticks_add, ticks_diff, ticks_ms  # MicroPython
 except ImportError:
     import time as _time
 
-    def ticks_ms():
+    def ticks_ms():  # type: ignore[misc]  # CPython twin of time.ticks_ms, as an int
         # type: () -> int
-        return int(_time.monotonic() * 1000)
+        return int(_time.monotonic() * 1000)  # type: ignore[attr-defined]  # CPython's time
 
-    def ticks_diff(a, b):
+    def ticks_diff(a, b):  # type: ignore[no-redef]  # CPython twin: ticks never wrap
         # type: (int, int) -> int
         return a - b
+
+    def ticks_add(a, b):  # type: ignore[misc]  # CPython twin: ticks never wrap
+        # type: (int, int) -> int
+        return a + b
 
 
 _MPY = sys.implementation.name == "micropython"
@@ -96,7 +110,7 @@ class SubscribeRefused(MQTTError):
 
 
 def open_tcp(host, port, timeout_s):
-    # type: (str, int, float) -> object
+    # type: (str, int, float) -> socket.socket
     """A connected, blocking TCP socket with a timeout (the default opener)."""
     import socket
 
@@ -120,7 +134,7 @@ def _cadata_for_cpython(cadata):
 
 
 def wrap_tls(sock, host, tls):
-    # type: (object, str, dict) -> object
+    # type: (Any, str, dict) -> Any
     """Wrap ``sock`` in TLS, verifying the server's certificate and name.
 
     ``tls``: ``cadata`` (PEM or DER bytes of the CA; required),
@@ -137,20 +151,23 @@ def wrap_tls(sock, host, tls):
         try:
             import tls as _tls  # MicroPython >= 1.23
         except ImportError:
-            _tls = None
+            _tls = None  # type: ignore[assignment]  # CPython, MicroPython < 1.23
         if _tls is not None and hasattr(_tls, "SSLContext"):
-            ctx = _tls.SSLContext(_tls.PROTOCOL_TLS_CLIENT)
-            ctx.verify_mode = _tls.CERT_REQUIRED
-            ctx.load_verify_locations(cadata=cadata)
-            return ctx.wrap_socket(sock, server_hostname=name)
+            tctx = _tls.SSLContext(_tls.PROTOCOL_TLS_CLIENT)
+            # MicroPython's tls.SSLContext has verify_mode; its stub does not list it
+            tctx.verify_mode = _tls.CERT_REQUIRED  # type: ignore[attr-defined]
+            tctx.load_verify_locations(cadata=cadata)
+            return tctx.wrap_socket(sock, server_hostname=name)
         import ssl
 
         if hasattr(ssl, "SSLContext"):
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-            ctx.verify_mode = ssl.CERT_REQUIRED
+            # the stubs' ssl.SSLContext is tls's, without these attributes;
+            # CPython's has them all, MicroPython's ssl.py has verify_mode
+            ctx.verify_mode = ssl.CERT_REQUIRED  # type: ignore[attr-defined]
             if not _MPY:
-                ctx.check_hostname = True
-                ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+                ctx.check_hostname = True  # type: ignore[attr-defined]  # CPython only
+                ctx.minimum_version = ssl.TLSVersion.TLSv1_2  # type: ignore[attr-defined]
                 cadata = _cadata_for_cpython(cadata)
             ctx.load_verify_locations(cadata=cadata)
             return ctx.wrap_socket(sock, server_hostname=name)
@@ -186,7 +203,7 @@ class Backoff:
     """
 
     def __init__(self, base_ms=1000, max_ms=300000, rand=None):
-        # type: (int, int, object) -> None
+        # type: (int, int, Callable[[], float] | None) -> None
         self.base_ms = base_ms
         self.max_ms = max_ms
         self.failures = 0
@@ -227,7 +244,7 @@ class MQTTClient:
         open_socket=None,
         clock_ms=None,
     ):
-        # type: (str, str, int, str | None, str | None, int, bool, dict | None, float, int, object, object) -> None
+        # type: (str, str, int, str | None, str | None, int, bool, dict | None, float, int, Callable[[str, int, float], Any] | None, Callable[[], int] | None) -> None
         self.client_id = client_id
         self.host = host
         self.port = port
@@ -239,21 +256,25 @@ class MQTTClient:
         self.timeout_s = timeout_s
         self.max_packet = max_packet
         self._open = open_socket or open_tcp
-        self._clock = clock_ms or ticks_ms
-        self.on_message = None  # (topic, payload, retain, dup) -> None
-        self.on_puback = None  # (pid) -> None
-        self.will = None  # (topic, payload, qos, retain)
+        # ticks_ms is the stubs' () -> _TicksMs: ints at run time (see the top)
+        self._clock = clock_ms or ticks_ms  # type: Callable[[], int]  # type: ignore[assignment]
+        self.on_message = None  # type: Callable[[str, bytes, bool, bool], None] | None
+        self.on_puback = None  # type: Callable[[int], None] | None
+        self.will = None  # type: tuple[str, bytes, int, bool] | None
         self.session_present = False
-        self.inflight = {}  # pid -> ticks sent (QoS 1 publishes awaiting PUBACK)
+        # pid -> ticks sent (QoS 1 publishes awaiting PUBACK)
+        self.inflight = {}  # type: dict[int, int]
         self.callback_errors = 0
-        self.last_callback_error = None
-        self._sock = None
-        self._poller = None
-        self._decoder = None
+        self.last_callback_error = None  # type: Exception | None
+        # duck-typed: a socket, a TLS socket (either interpreter's) or a test's stand-in
+        self._sock = None  # type: Any
+        self._poller = None  # type: Any
+        self._decoder = None  # type: codec.Decoder | None
         self._pid = 0
         self._last_send = 0
-        self._ping_since = None
-        self._subacks = {}
+        self._ping_since = None  # type: int | None
+        # pid -> None while the SUBACK is awaited, then its return codes
+        self._subacks = {}  # type: dict[int, Any]
 
     # --- state ---------------------------------------------------------------
 
@@ -316,7 +337,7 @@ class MQTTClient:
     def _packets(self, data):
         # type: (bytes) -> list
         try:
-            return self._decoder.feed(data)
+            return self._decoder.feed(data)  # type: ignore[union-attr]  # set by connect()
         except codec.MQTTProtocolError as exc:
             self.close()
             raise MalformedPacket(str(exc)) from exc
@@ -354,7 +375,7 @@ class MQTTClient:
                 self.will,
             )
         )
-        deadline = self._clock() + int(self.timeout_s * 1000)
+        deadline = ticks_add(self._clock(), int(self.timeout_s * 1000))  # type: ignore[type-var]  # int ticks (see top)
         while True:
             left = ticks_diff(deadline, self._clock())
             if left <= 0:
@@ -441,11 +462,11 @@ class MQTTClient:
             self._ping_since = self._last_send
 
     def wait_for(self, done, timeout_ms=None):
-        # type: (object, int | None) -> None
+        # type: (Callable[[], bool], int | None) -> None
         """Poll until ``done()`` is true; ConnectionLost after the timeout."""
         if timeout_ms is None:
             timeout_ms = int(self.timeout_s * 1000)
-        deadline = self._clock() + timeout_ms
+        deadline = ticks_add(self._clock(), timeout_ms)  # type: ignore[type-var]  # int ticks
         while not done():
             left = ticks_diff(deadline, self._clock())
             if left <= 0:

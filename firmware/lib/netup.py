@@ -3,6 +3,12 @@
 Called from ``main.py`` only; nothing happens at import.
 """
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover - never true at run time
+    from collections.abc import Callable  # noqa: F401  (used in type comments)
+
+    import mqtt  # noqa: F401  (used in type comments)
+
 
 def wifi(ssid, key, timeout_ms=20000):
     # type: (str, str, int) -> bool
@@ -35,7 +41,7 @@ def sync_clock(host=None):
 
 
 def make_client_factory(cfg):
-    # type: (dict) -> object
+    # type: (dict) -> Callable[[], mqtt.MQTTClient]
     """A function making the device's MQTT client from the provisioned config."""
     import mqtt
 
@@ -45,6 +51,7 @@ def make_client_factory(cfg):
             tls = {"cadata": f.read(), "server_hostname": cfg.get("broker_name")}
 
     def make():
+        # type: () -> mqtt.MQTTClient
         return mqtt.MQTTClient(
             cfg["dev"], cfg["broker"], cfg.get("port", 8883 if tls else 1883),
             user=cfg["dev"], password=cfg["password"], keepalive=cfg.get("keepalive", 60),

@@ -20,6 +20,12 @@ import mqtt
 
 from edge import protocol
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover - never true at run time
+    from collections.abc import Callable  # noqa: F401  (used in type comments)
+
+    from edge.spool import Spool  # noqa: F401  (used in type comments)
+
 _KIND_LETTER = {"telemetry": b"t", "event": b"e", "ack": b"a", "status": b"s"}
 _LETTER_KIND = {116: "telemetry", 101: "event", 97: "ack", 115: "status"}
 
@@ -72,7 +78,7 @@ class Uplink:
     """Composes uplink messages and queues them in the spool."""
 
     def __init__(self, dev, role, fw, ident, spool, now_ms):
-        # type: (str, str, str, Identity, object, object) -> None
+        # type: (str, str, str, Identity, Spool, Callable[[], int | None]) -> None
         self.dev = dev
         self.role = role
         self.fw = fw
@@ -154,20 +160,20 @@ class Link:
     """
 
     def __init__(self, uplink, make_client, now_ticks, window=8, backoff=None, on_command=None):
-        # type: (Uplink, object, object, int, object, object) -> None
+        # type: (Uplink, Callable[[], mqtt.MQTTClient], Callable[[], int], int, mqtt.Backoff | None, Callable[[bytes], None] | None) -> None
         self.up = uplink
         self.make_client = make_client
         self.ticks = now_ticks  # () -> int ms, monotonic
         self.window = window
         self.backoff = backoff or mqtt.Backoff()
         self.on_command = on_command  # (payload bytes) -> None
-        self.client = None
-        self.retry_at = None  # ticks ms of the next connection attempt
-        self.pid_rid = {}  # PUBLISH pid -> spool id
+        self.client = None  # type: mqtt.MQTTClient | None
+        self.retry_at = None  # type: int | None  # ticks ms of the next connection attempt
+        self.pid_rid = {}  # type: dict[int, int]  # PUBLISH pid -> spool id
         self.sent_upto = 0  # highest spool id published on this connection
         self.connects = 0
         self.errors = 0
-        self.last_error = None
+        self.last_error = None  # type: BaseException | None
         self.sent = 0
 
     @property
@@ -183,7 +189,7 @@ class Link:
             self.client.close()
         self.pid_rid = {}
         self.sent_upto = 0
-        self.retry_at = self.ticks() + self.backoff.next_ms()
+        self.retry_at = mqtt.ticks_add(self.ticks(), self.backoff.next_ms())  # type: ignore[type-var]  # int ticks
 
     def step_connect(self):
         # type: () -> bool
@@ -234,7 +240,7 @@ class Link:
         if not self.connected:
             return
         try:
-            self.client.poll(timeout_ms)
+            self.client.poll(timeout_ms)  # type: ignore[union-attr]  # connected: a client
         except (OSError, mqtt.MQTTError) as exc:
             self._fail(exc)
 
@@ -252,7 +258,9 @@ class Link:
                 if rid <= self.sent_upto:
                     continue
                 kind, payload = split_record(rec)
-                pid = self.client.publish(self.up.topic(kind), payload, 1, False)
+                pid = self.client.publish(  # type: ignore[union-attr]  # connected: a client
+                    self.up.topic(kind), payload, 1, False
+                )
                 self.pid_rid[pid] = rid
                 self.sent_upto = rid
                 n += 1
@@ -266,6 +274,6 @@ class Link:
         """Clean disconnect: the will (offline status) is published first."""
         if self.connected:
             try:
-                self.client.disconnect()
+                self.client.disconnect()  # type: ignore[union-attr]  # connected: a client
             except (OSError, mqtt.MQTTError) as exc:
                 self._fail(exc)
