@@ -18,6 +18,7 @@ _COMMAND_MODULES = (
     "backend.devstack.cli",  # lumeau services up|down|status|install
     "backend.storage.cli",  # lumeau db migrate|status
     "backend.ingest.cli",  # lumeau ingest run
+    "backend.api.cli",  # lumeau api run, lumeau api token create
     "gateway.cli",  # lumeau gateway run
     "firmware.tools.cli",  # lumeau firmware build|provision|flash
     "backend.demo",  # lumeau demo

@@ -1,0 +1,125 @@
+"""Dependencies of the handlers, as ``Annotated`` aliases.
+
+``authorize`` is the one place the permission matrix is enforced: it is a
+dependency of the whole authenticated router, looks the route up in
+``permissions.ROUTES``, checks the bearer token and the token's role, and
+returns the ``Principal`` that handlers receive through ``CurrentPrincipal``
+(FastAPI resolves it once per request).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from backend.api import errors
+from backend.api.db import AsyncConn, Database
+from backend.api.permissions import Permission, Role, allowed
+from backend.api.queries import auth as auth_queries
+from backend.api.tokens import well_formed
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the user behind the token and the token's role."""
+
+    user: str
+    role: Role
+    token_id: int
+    token_expires_at: datetime | None
+
+    @property
+    def actor(self) -> str:
+        """How the audit log names this caller."""
+        return self.user
+
+
+def get_database(request: Request) -> Database:
+    database: Database = request.app.state.database
+    return database
+
+
+async def get_conn(
+    database: Annotated[Database, Depends(get_database)],
+) -> AsyncIterator[AsyncConn]:
+    async with database.connection() as conn:
+        yield conn
+
+
+Conn = Annotated[AsyncConn, Depends(get_conn)]
+
+_bearer = HTTPBearer(
+    auto_error=False,
+    bearerFormat="lmu_<43 base64url characters>",
+    description="An API token from `lumeau api token create` or `POST /api/v1/tokens`.",
+)
+
+
+def required_permission(request: Request) -> Permission:
+    """The permission the matched route needs (``permissions.ROUTES``, via ``create_app``)."""
+    route = request.scope.get("route")
+    table: dict[tuple[int, str], Permission | None] = request.app.state.route_permissions
+    permission = table.get((id(route), request.method))
+    if permission is None:
+        # Fail closed: a route on the authenticated router without a matrix
+        # entry (create_app refuses to start with one; this is the safety net).
+        raise errors.forbidden(
+            f"{request.method} {request.url.path} has no entry in the permission matrix"
+        )
+    return permission
+
+
+def bearer_token(
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> str:
+    """The bearer token of the request, well formed, or a 401."""
+    if credentials is None:
+        raise errors.unauthorized("missing bearer token: send 'Authorization: Bearer <token>'")
+    token = credentials.credentials.strip()
+    if not well_formed(token):
+        raise errors.unauthorized(
+            "malformed bearer token: expected 'lmu_' followed by 43 base64url characters"
+        )
+    return token
+
+
+async def authorize(
+    request: Request,
+    permission: Annotated[Permission, Depends(required_permission)],
+    token: Annotated[str, Depends(bearer_token)],
+    conn: Conn,
+) -> Principal:
+    """Authenticate the token, then check its role against the matrix."""
+    record = await auth_queries.find_token(conn, token)
+    if record is None:
+        raise errors.unauthorized("unknown token")
+    if record.revoked_at is not None:
+        raise errors.unauthorized(
+            f"token {record.token_id} was revoked at {record.revoked_at.isoformat()}"
+        )
+    if record.expires_at is not None and record.expires_at <= record.checked_at:
+        raise errors.unauthorized(
+            f"token {record.token_id} expired at {record.expires_at.isoformat()}"
+        )
+    if record.user_disabled_at is not None:
+        raise errors.unauthorized(f"user {record.user!r} is disabled")
+    if not allowed(record.role, permission):
+        raise errors.forbidden(
+            f"role {record.role.value!r} does not have permission {permission.value!r}"
+            f" needed by {request.method} {request.url.path}"
+        )
+    return Principal(
+        user=record.user,
+        role=record.role,
+        token_id=record.token_id,
+        token_expires_at=record.expires_at,
+    )
+
+
+CurrentPrincipal = Annotated[Principal, Depends(authorize)]
+DatabaseDep = Annotated[Database, Depends(get_database)]
