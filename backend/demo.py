@@ -15,8 +15,14 @@ Among the good messages it sends a duplicate, a sequence gap, malformed input
 and a message outside the device's own topics, then prints where each was
 handled: the gateway's dead letters and error replies, what TimescaleDB
 stored (the gateway's batches too), the gaps, the gateway's presence and
-counters. The backend services keep running afterwards; the site broker and
-the gateway are stopped cleanly.
+counters. The site broker and the gateway are then stopped cleanly.
+
+Last, it starts the API (``lumeau api run`` on a free loopback port, the
+stack's settings), issues an operator and a technician token with ``lumeau
+api token create`` (kept in memory only) and shows a person's queries and
+their answers: devices, the cabinet's telemetry, events, dead letters (refused
+to the operator). ``--serve`` leaves the API running until Ctrl-C; otherwise
+it is stopped. The backend services keep running afterwards.
 """
 
 from __future__ import annotations
@@ -24,8 +30,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
 import os
 import secrets
+import shlex
 import shutil
 import signal
 import socket
@@ -34,12 +42,15 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psycopg
 
 from edge import protocol
@@ -53,6 +64,11 @@ _WAIT_SECONDS = 60.0
 # event 3, telemetry 5; sensor status and telemetry 1.
 _GOOD_MESSAGES = 7
 _BAD_CODES = ("bad_json", "out_of_range", "topic_mismatch")
+_SLOT_MS = 15 * 60_000  # the script's device clocks span 7 minutes of one such slot
+# The API part: two users the demo issues tokens for, and the metric it queries.
+_OPERATOR = "demo-operator"
+_TECHNICIAN = "demo-technician"
+_METRIC = "level_pct"
 
 
 @dataclass(frozen=True)
@@ -74,11 +90,36 @@ def register(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     demo.add_argument("--run-dir", type=Path, default=None, help="run folder (default: .run)")
+    demo.add_argument(
+        "--serve",
+        action="store_true",
+        help="at the end, keep the API running in the foreground until Ctrl-C",
+    )
     demo.set_defaults(func=_run)
 
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def _utc(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+def _script_start(database_url: str) -> int:
+    """Where the devices' clocks start: a past 15-minute slot the cabinet has no reading in.
+
+    Every run publishes the same values; a slot of its own (one 15-minute and
+    one hourly bucket of the API) shows this run's readings alone.
+    """
+    start = _now_ms() // _SLOT_MS * _SLOT_MS - _SLOT_MS
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        while conn.execute(
+            "SELECT 1 FROM reading WHERE device_id = %s AND time >= %s AND time < %s LIMIT 1",
+            (CABINET, _utc(start), _utc(start + _SLOT_MS)),
+        ).fetchone():
+            start -= _SLOT_MS
+    return start
 
 
 def _message(kind: str, device: str, boot: str, seq: int, ts: int, **body: Any) -> dict[str, Any]:
@@ -107,10 +148,13 @@ def _cabinet_telemetry(boot: str, seq: int, ts: int, level: float) -> dict[str, 
     return _message("telemetry", CABINET, boot, seq, ts, readings=readings)
 
 
-def build_publications(cab_boot: str, sensor_boot: str, now_ms: int) -> list[Publication]:
-    """The demo's script: good traffic, then each kind of trouble the stack must absorb."""
+def build_publications(cab_boot: str, sensor_boot: str, start_ms: int) -> list[Publication]:
+    """The demo's script: good traffic, then each kind of trouble the stack must absorb.
+
+    The devices' clocks run from ``start_ms`` to ``start_ms`` + 7 minutes.
+    """
     minute = 60_000
-    t0 = now_ms - 10 * minute
+    t0 = start_ms
     cab_up = protocol.uplink_topic(CABINET, "telemetry")
     status = _message(
         "status", CABINET, cab_boot, 0, t0, state="online", role="cabinet", fw="0.1.0"
@@ -214,10 +258,14 @@ class _ErrorReplies:
             self._proc.stdout.close()
 
 
-def _table(title: str, headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+def _table(
+    title: str, headers: Sequence[str], rows: Sequence[Sequence[Any]], command: str | None = None
+) -> None:
     cells = [[str(h) for h in headers]] + [["" if v is None else str(v) for v in r] for r in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     print(f"\n{title}")
+    if command is not None:
+        print(f"  $ {command}")
     for n, row in enumerate(cells):
         print("  " + "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
         if n == 0:
@@ -428,6 +476,21 @@ def _run(args: argparse.Namespace) -> int:
     if tool_pub is None or tool_sub is None:
         print("mosquitto_pub/mosquitto_sub not found: apt-get install mosquitto-clients")
         return 2
+    try:
+        played, start_ms = _through_the_site(run_dir, stack, tool_pub, tool_sub)
+        if played != 0:
+            return played
+        return _show_api(run_dir, start_ms, serve=args.serve)
+    finally:
+        print(
+            "\nThe backend services keep running: `.venv/bin/lumeau services status`, `... down`."
+        )
+        print(f"Database and broker credentials for your own queries: {run_dir / 'stack.env'}")
+
+
+def _through_the_site(run_dir: Path, stack: Any, tool_pub: str, tool_sub: str) -> tuple[int, int]:
+    """Devices -> site broker -> gateway -> backend; (exit code, the script's start in ms)."""
+    from backend import devstack
 
     site_dir = run_dir / "site"
     gateway = _GatewayProcess(site_dir / "gateway")
@@ -449,27 +512,35 @@ def _run(args: argparse.Namespace) -> int:
     try:
         if not worker.wait_subscribed(30):
             print("the ingest worker could not subscribe to the broker; see the log above")
-            return 1
+            return 1, 0
         print("  ingest       one worker on the shared subscription $share/lumeau-ingest/...")
         gateway.start(site, site_passwords[GATEWAY], stack, backend_password)
         if not gateway.wait_ready():
             print(f"the gateway did not come up; its log ({gateway.log}):\n{gateway.log_tail()}")
-            return 1
+            return 1, 0
         gw_boot = str(gateway.health().get("boot"))
         print(f"  gateway      {GATEWAY} boot {gw_boot}, pid {gateway.proc and gateway.proc.pid}")
         print(f"               config {gateway.config}")
         print(f"               log    {gateway.log}")
         print(f"               metrics {gateway.metrics_url}")
+        start_ms = _script_start(stack.database_url)
         return _play(
-            stack, site, site_passwords, gateway, gw_boot, worker, stop_ingest, tool_pub, tool_sub
-        )
+            stack,
+            site,
+            site_passwords,
+            gateway,
+            gw_boot,
+            worker,
+            stop_ingest,
+            tool_pub,
+            tool_sub,
+            start_ms,
+        ), start_ms
     finally:
         code = gateway.stop()
         stop_ingest()
         site.stop()
         print(f"\nGateway stopped (exit code {code}), site broker stopped; its files: {site_dir}")
-        print("The backend services keep running: `.venv/bin/lumeau services status`, `... down`.")
-        print(f"Database and broker credentials for your own queries: {run_dir / 'stack.env'}")
 
 
 def _start_worker(stack: Any) -> tuple[Any, threading.Thread]:
@@ -500,6 +571,7 @@ def _play(
     stop_ingest: Callable[[], None],
     tool_pub: str,
     tool_sub: str,
+    start_ms: int,
 ) -> int:
     with psycopg.connect(stack.database_url, autocommit=True) as conn:
         started = conn.execute("SELECT now()").fetchone()
@@ -508,7 +580,7 @@ def _play(
         boots = [cab_boot, sensor_boot]
         replies = _ErrorReplies(site.host, site.port, passwords[CABINET], tool_sub)
         sent = []
-        for n, pub in enumerate(build_publications(cab_boot, sensor_boot, _now_ms())):
+        for n, pub in enumerate(build_publications(cab_boot, sensor_boot, start_ms)):
             outcome = _publish(pub, site.host, site.port, passwords[pub.device], tool_pub)
             sent.append(
                 (pub.device, pub.topic.removeprefix(protocol.TOPIC_ROOT + "/"), pub.note, outcome)
@@ -664,3 +736,309 @@ def _play(
         print(f"Gateway log ({gateway.log}):\n{gateway.log_tail()}")
         return 1
     return 0
+
+
+# --- the API: what a person asks of the stored data -------------------------------
+
+
+class _ApiProcess:
+    """``lumeau api run`` on a free loopback port, with the stack's settings (``--run-dir``).
+
+    Its own session, so that Ctrl-C reaches the demo, which then stops it with
+    SIGTERM; its log and pid are in ``<run dir>/api/``.
+    """
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        self.folder = run_dir / "api"
+        self.log = self.folder / "api.log"
+        self.pid_file = self.folder / "api.pid"
+        self.port = 0
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _is_ours(self, pid: int) -> bool:
+        return _process_runs(pid, "\0api\0run\0") and _process_runs(pid, str(self.run_dir))
+
+    def stop_stale(self) -> None:
+        """An API left running by an interrupted demo: SIGTERM it."""
+        with contextlib.suppress(OSError, ValueError):
+            pid = int(self.pid_file.read_text().strip())
+            if self._is_ours(pid):
+                os.kill(pid, signal.SIGTERM)
+                _wait(lambda: not self._is_ours(pid), 30)
+
+    def start(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.port = _free_port()
+        cmd = [*_lumeau_command(), "api", "run", "--host", "127.0.0.1", "--port", str(self.port)]
+        cmd += ["--run-dir", str(self.run_dir)]
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True
+            )
+        self.pid_file.write_text(f"{self.proc.pid}\n")
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def wait_ready(self, client: httpx.Client) -> dict[str, Any] | None:
+        """``GET /api/v1/health`` until it answers 200 (the database is reachable)."""
+        answer: dict[str, Any] = {}
+
+        def healthy() -> bool:
+            try:
+                response = client.get("/api/v1/health")
+            except httpx.HTTPError:
+                return False
+            if response.status_code != 200:
+                return False
+            answer.update(response.json())
+            return True
+
+        ok = _wait(lambda: healthy() or not self.running()) and self.running() and bool(answer)
+        return answer if ok else None
+
+    def stop(self) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=30)
+        with contextlib.suppress(OSError):
+            self.pid_file.unlink()
+        return self.proc.returncode
+
+    def log_tail(self, lines: int = 15) -> str:
+        with contextlib.suppress(OSError):
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        return ""
+
+
+def _issue_token(run_dir: Path, user: str, role: str) -> tuple[str | None, str]:
+    """``lumeau api token create``, as a person runs it: (the token or None, its message).
+
+    The token is read from the command's stdout and kept in memory only.
+    """
+    from backend.api.tokens import well_formed
+
+    cmd = [*_lumeau_command(), "api", "token", "create", "--user", user, "--role", role]
+    cmd += ["--expires-in-days", "1", "--label", "lumeau demo", "--run-dir", str(run_dir)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
+    token = done.stdout.strip()
+    message = done.stderr.strip().splitlines()[-1:] or [f"exit {done.returncode}"]
+    if done.returncode != 0 or not well_formed(token):
+        return None, message[0]
+    return token, message[0]
+
+
+def _iso(ms: int) -> str:
+    return _utc(ms).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _clock(value: Any, fmt: str = "%H:%M:%S") -> str:
+    """An API timestamp (ISO 8601) shown in UTC."""
+    if not value:
+        return ""
+    return datetime.fromisoformat(str(value)).astimezone(UTC).strftime(fmt)
+
+
+def _path(path: str, params: dict[str, str] | None = None) -> str:
+    """``path?query``, readable (``:`` left as is) and the same for httpx and curl."""
+    return path + ("?" + urllib.parse.urlencode(params, safe=":") if params else "")
+
+
+def _curl(base_url: str, target: str) -> str:
+    return f"curl -s -H \"Authorization: Bearer $TOKEN\" '{base_url}{target}'"
+
+
+def _problem(response: httpx.Response) -> str:
+    try:
+        return str(response.json().get("detail", ""))
+    except ValueError:
+        return response.text[:200]
+
+
+def _show_api(run_dir: Path, start_ms: int, *, serve: bool) -> int:
+    """Start the API, issue two tokens and make the queries a person would make."""
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # the demo prints what it asks
+    api = _ApiProcess(run_dir)
+    api.stop_stale()
+    api.start()
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{api.port}", timeout=30) as client:
+            health = api.wait_ready(client)
+            if health is None:
+                print(f"\nThe API did not come up; its log ({api.log}):\n{api.log_tail()}")
+                return 1
+            code = _queries(api, client, run_dir, start_ms, health)
+        if code != 0 or not serve:
+            return code
+        return _serve(api, run_dir)
+    finally:
+        status = api.stop()
+        how = "by SIGTERM" if status == -signal.SIGTERM else f"exit status {status}"
+        print(f"\nAPI stopped ({how}); its log: {api.log}")
+
+
+def _queries(
+    api: _ApiProcess,
+    client: httpx.Client,
+    run_dir: Path,
+    start_ms: int,
+    health: dict[str, Any],
+) -> int:
+    base = api.base_url
+    print(f"\nThe API: `lumeau api run` (pid {api.proc and api.proc.pid}) at {base}/api/v1")
+    print(f"  OpenAPI page {base}/api/v1/docs (the schema: {base}/api/v1/openapi.json)")
+    print(f"  log          {api.log}")
+    print(f"  health       {json.dumps(health, separators=(',', ':'))}  (no token needed)")
+    print(f"  $ curl -s {base}/api/v1/health")
+    tokens: dict[str, str] = {}
+    for user, role in ((_OPERATOR, "operator"), (_TECHNICIAN, "technician")):
+        token, message = _issue_token(run_dir, user, role)
+        print(f"  token        `lumeau api token create --user {user} --role {role}`: {message}")
+        if token is None:
+            return 1
+        tokens[role] = token
+    print("               (the demo keeps both tokens in memory; the database has their SHA-256)")
+    print(f"  In a shell:  TOKEN=$({shlex.join(_lumeau_command())} api token create"
+          f" --user $USER --role operator --run-dir {shlex.quote(str(run_dir))})")  # fmt: skip
+
+    def get(role: str, target: str) -> httpx.Response:
+        return client.get(target, headers={"Authorization": f"Bearer {tokens[role]}"})
+
+    failures = 0
+
+    target = _path("/api/v1/devices")
+    response = get("operator", target)
+    devices = response.json().get("items", []) if response.status_code == 200 else []
+    failures += response.status_code != 200
+    _table(
+        f"API GET {target} as {_OPERATOR}: {response.status_code},"
+        f" {len(devices)} devices (presence: their last status message)",
+        ("device", "role", "presence", "since UTC", "last seen UTC", "last gateway", "fw"),
+        [
+            (
+                d["device_id"],
+                d["role"],
+                d["presence"],
+                _clock(d["presence_since"]),
+                _clock(d["last_seen"]),
+                d["last_gateway_id"],
+                d["fw"],
+            )
+            for d in devices
+        ],
+        _curl(base, target),
+    )
+
+    window = {"from": _iso(start_ms), "to": _iso(start_ms + _SLOT_MS)}
+    target = _path(
+        f"/api/v1/devices/{CABINET}/telemetry", {"metric": _METRIC, "bucket": "15m"} | window
+    )
+    response = get("operator", target)
+    points = response.json().get("points", []) if response.status_code == 200 else []
+    failures += response.status_code != 200
+    _table(
+        f"API GET {CABINET} telemetry as {_OPERATOR}: {response.status_code}, {_METRIC} per"
+        " 15-minute bucket and circuit, over this run's device times",
+        ("bucket UTC", "ch", "count", "avg", "min", "max"),
+        [
+            (
+                _clock(p["time"], "%Y-%m-%d %H:%M"),
+                p["channel"],
+                p["count"],
+                f"{p['avg']:.2f}",
+                f"{p['min']:.2f}",
+                f"{p['max']:.2f}",
+            )
+            for p in points
+        ],
+        _curl(base, target),
+    )
+
+    target = _path("/api/v1/events", {"device_id": CABINET} | window)
+    response = get("operator", target)
+    events = response.json().get("items", []) if response.status_code == 200 else []
+    failures += response.status_code != 200
+    _table(
+        f"API GET /api/v1/events as {_OPERATOR}: {response.status_code}, events: {len(events)}",
+        ("time UTC", "device", "boot", "seq", "code", "severity", "active"),
+        [
+            (
+                _clock(e["time"]),
+                e["device_id"],
+                e["boot_id"],
+                e["seq"],
+                e["code"],
+                e["severity"],
+                e["active"],
+            )
+            for e in events
+        ],
+        _curl(base, target),
+    )
+
+    target = _path("/api/v1/dead-letters", {"limit": "5"})
+    refused = get("operator", target)
+    failures += refused.status_code != 403
+    print(f"\nAPI GET {target} as {_OPERATOR}: {refused.status_code} {refused.reason_phrase}")
+    print(f"  {_problem(refused)}")
+    response = get("technician", target)
+    letters = response.json().get("items", []) if response.status_code == 200 else []
+    failures += response.status_code != 200
+    _table(
+        f"API GET {target} as {_TECHNICIAN}: {response.status_code}, {len(letters)} rows"
+        " (the backend's dead_letter table, newest first; this run's bad input stopped"
+        " at the gateway)",
+        ("id", "received UTC", "source", "device", "code", "reason"),
+        [
+            (
+                x["id"],
+                _clock(x["received_at"], "%Y-%m-%d %H:%M:%S"),
+                x["source"],
+                x["device_id"],
+                x["code"],
+                str(x["reason"])[:60],
+            )
+            for x in letters
+        ],
+        _curl(base, target),
+    )
+    if failures:
+        print(f"\n{failures} API answer(s) not as expected; its log ({api.log}):\n{api.log_tail()}")
+        return 1
+    return 0
+
+
+def _serve(api: _ApiProcess, run_dir: Path) -> int:
+    """``--serve``: the API stays up in the foreground until Ctrl-C (or SIGTERM)."""
+    print(f"\nThe API keeps running at {api.base_url}/api/v1; open {api.base_url}/api/v1/docs")
+    print("and press 'Authorize' with a token of your own, made with:")
+    print(f"  {shlex.join(_lumeau_command())} api token create --user NAME --role operator"
+          f" --run-dir {shlex.quote(str(run_dir))}")  # fmt: skip
+    print("Roles: operator, planner, technician, admin (docs/api.md). Ctrl-C stops the API.")
+    sys.stdout.flush()
+
+    def terminate(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        while api.running():
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        print()
+        return 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    print(f"The API exited by itself; its log ({api.log}):\n{api.log_tail()}")
+    return 1

@@ -97,3 +97,58 @@ def test_demo_goes_through_the_gateway_stores_once_and_stops_bad_input_at_the_si
     presence = _section(out, "Gateway presence")
     states = re.findall(r"^\s+gw-demo-1\s+\d+\s+(online|offline)\s", presence, re.MULTILINE)
     assert states == ["online", "offline"]
+
+    # Then the API (`lumeau api run`, a subprocess) answers a person's queries
+    # on what was stored, with tokens from `lumeau api token create`.
+    assert re.search(
+        r"^  health\s+\{\"status\":\"ok\",\"database\":\"reachable\"", out, re.MULTILINE
+    )
+    assert re.search(r"^  OpenAPI page http://127\.0\.0\.1:\d+/api/v1/docs ", out, re.MULTILINE)
+    for user, role in (("demo-operator", "operator"), ("demo-technician", "technician")):
+        assert re.search(rf"token \d+ for {user} \({role}\), expires ", out), user
+    # The tokens never appear; the curl lines a person can copy use $TOKEN.
+    assert not re.search(r"lmu_[A-Za-z0-9_-]{43}", out)
+    curls = re.findall(r"^  \$ curl .*$", out, re.MULTILINE)
+    assert len(curls) == 5
+    assert all('-H "Authorization: Bearer $TOKEN" ' in line for line in curls[1:])
+
+    api_devices = _section(out, "API GET /api/v1/devices as demo-operator: 200,")
+    for dev, role in (("cab-0001", "cabinet"), ("leak-0001", "leak_sensor")):
+        assert re.search(rf"^\s+{dev}\s+{role}\s+online\s.*\sgw-demo-1\s", api_devices, re.M)
+    # The gateway stopped cleanly: the API sees it offline.
+    assert re.search(r"^\s+gw-demo-1\s+gateway\s+offline\s", api_devices, re.MULTILINE)
+
+    # The cabinet's level_pct in 15-minute buckets over this run's device times:
+    # per circuit, the 3 stored readings (100 %, 70 %, 50 %; the 180 % one was
+    # dead-lettered, the duplicate stored once) average to 73.33.
+    telemetry = _section(out, "API GET cab-0001 telemetry as demo-operator: 200,")
+    assert "telemetry?metric=level_pct&bucket=15m&from=" in telemetry
+    points = re.findall(
+        r"^\s+\d{4}-\d\d-\d\d \d\d:\d\d\s+(\d+)\s+(\d+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s*$",
+        telemetry,
+        re.MULTILINE,
+    )
+    assert [p[0] for p in points] == ["1", "2", "3"]
+    for _channel, count, avg, low, high in points:
+        assert int(count) == 3
+        assert float(avg) == pytest.approx((100.0 + 70.0 + 50.0) / 3, abs=0.005)
+        assert (float(low), float(high)) == (50.0, 100.0)
+
+    events = _section(out, "API GET /api/v1/events as demo-operator: 200,")
+    assert len(re.findall(r"^\s+\d\d:\d\d:\d\d\s+cab-0001\s", events, re.MULTILINE)) == 1
+    assert re.search(r"\s3\s+door_open\s+warning\s+True\s*$", events, re.MULTILINE)
+
+    # Roles: the operator is refused the dead letters, the technician reads them.
+    refused = _section(out, "API GET /api/v1/dead-letters?limit=5 as demo-operator: 403 Forbidden")
+    assert "role 'operator' does not have permission 'dead_letters:read'" in refused
+    letters = _section(out, "API GET /api/v1/dead-letters?limit=5 as demo-technician: 200,")
+    shown = re.search(r"demo-technician: 200, (\d+) rows", letters)
+    assert shown, "the technician's answer is not shown"
+    rows = int(shown.group(1))
+    table = re.findall(r"^\s+\d+\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\s", letters, re.MULTILINE)
+    assert len(table) == rows
+    if rows == 0:
+        assert "(none)" in letters
+
+    # Without --serve the demo stops the API at the end.
+    assert re.search(r"^API stopped \(by SIGTERM\)", out, re.MULTILINE)
