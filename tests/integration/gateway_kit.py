@@ -216,6 +216,9 @@ class BackendCounter:
             client_id=client_id or f"test-backend-{next(_client_ids)}",
             protocol=mqtt.MQTTv5,
         )
+        # paho's own reconnect delay doubles up to 120 s: after a long broker
+        # outage the counter would come back long after the gateway does.
+        self.client.reconnect_delay_set(min_delay=0.1, max_delay=1)
         self.client.on_message = self._on_message
         self.client.on_subscribe = lambda *a: self._subscribed.set()
         self.client.on_connect = lambda c, *a: c.subscribe(
