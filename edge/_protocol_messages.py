@@ -6,6 +6,7 @@ every interpreter.
 """
 
 from ._protocol_fields import (
+    HEX,
     bad_type,
     check_bool,
     check_boot,
@@ -26,19 +27,31 @@ from ._protocol_fields import (
 )
 from ._protocol_spec import (
     CH_MAX,
+    CLOCK_SOURCES,
     DEVICE_ROLES,
     GATEWAY_ROLES,
     MAX_ARGS_ITEMS,
     MAX_BATCH_MSGS,
+    MAX_CLOCK_AGE_S,
+    MAX_CLOCK_UNC_US,
     MAX_DETAIL_ITEMS,
     MAX_READINGS,
+    MAX_REC_DATA,
+    MAX_REC_PARTS,
+    MAX_REC_SAMPLES,
     MAX_RESULT_ITEMS,
     MAX_TEXT_LEN,
     MAX_VALUES,
+    REC_FORMATS,
+    REC_FS_MAX,
+    REC_FS_MIN,
     RESERVED_KINDS,
     SEQ_MAX,
     SEVERITIES,
+    SHA256_HEX_LEN,
     STATES,
+    T0_US_MAX,
+    T0_US_MIN,
     VERSION,
     ProtocolError,
 )
@@ -205,6 +218,180 @@ def _check_error(msg, out):
         }
 
 
+# ---------------------------------------------------------------- recording
+
+_B64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+_B64_VALUE = bytearray(b"\xff" * 256)  # byte -> 6-bit value, 255 if not in the alphabet
+for _i, _c in enumerate(_B64_ALPHABET):
+    _B64_VALUE[_c] = _i
+_REC_FORMAT_NAMES = tuple(sorted(REC_FORMATS))
+
+
+def _bad_b64(field, what):
+    # type: (str, str) -> ProtocolError
+    return fail(
+        "bad_value",
+        field,
+        what + " (canonical base64: RFC 4648 alphabet, '=' padding, no line breaks)",
+    )
+
+
+def b64_size(v, field):
+    # type: (Any, str) -> int
+    """Bytes encoded by the canonical base64 text ``v`` (checked, not decoded).
+
+    Canonical: standard alphabet, length a multiple of 4, one or two '='
+    only at the end, zero padding bits: exactly what ``binascii.b2a_base64``
+    writes (without its newline), so each byte string has one spelling and
+    every interpreter gives the same verdict without its own base64 decoder.
+    """
+    if not isinstance(v, str):
+        raise bad_type(field, v, "a base64 string")
+    size = len(v)
+    if size > MAX_REC_DATA:
+        raise fail(
+            "too_large",
+            field,
+            "base64 text of " + str(size) + " characters exceeds " + str(MAX_REC_DATA),
+        )
+    if size == 0:
+        raise _bad_b64(field, "empty")
+    if size % 4:
+        raise _bad_b64(field, "length " + str(size) + " is not a multiple of 4")
+    try:
+        data = v.encode("utf-8")
+    except (UnicodeError, ValueError):
+        raise _bad_b64(field, "not ASCII") from None
+    if len(data) != size:
+        raise _bad_b64(field, "not ASCII")
+    pad = 0
+    if data[size - 1] == 61:  # "="
+        pad = 2 if data[size - 2] == 61 else 1
+    end = size - pad
+    table = _B64_VALUE
+    body = data[:end] if pad else data
+    for c in body:
+        if table[c] > 63:
+            i = 0
+            while table[data[i]] <= 63:
+                i += 1
+            raise _bad_b64(field, "character " + show(chr(data[i])) + " at offset " + str(i))
+    last = table[data[end - 1]]
+    if (pad == 1 and last & 3) or (pad == 2 and last & 15):
+        raise _bad_b64(field, "padding bits are not zero")
+    return size // 4 * 3 - pad
+
+
+def _check_recording(msg, out):
+    # type: (dict[str, Any], dict[str, Any]) -> None
+    _up_envelope(msg, out)
+    out["rec"] = check_id(msg["rec"], "rec")
+    part = check_int(msg["part"], "part", 0, MAX_REC_PARTS - 1)
+    parts = msg["parts"]
+    if is_int(parts) and parts > MAX_REC_PARTS:
+        raise fail(
+            "too_large",
+            "parts",
+            show(parts) + " parts exceed the limit of " + str(MAX_REC_PARTS),
+        )
+    parts = check_int(parts, "parts", 1, MAX_REC_PARTS)
+    if part >= parts:
+        raise fail("out_of_range", "part", str(part) + " is not below parts " + str(parts))
+    out["part"] = part
+    out["parts"] = parts
+    t0 = msg["t0_us"]
+    if not is_int(t0):
+        raise bad_type("t0_us", t0, "an integer (UTC microseconds)")
+    if t0 < T0_US_MIN or t0 >= T0_US_MAX:
+        raise fail(
+            "out_of_range",
+            "t0_us",
+            show(t0)
+            + " us is outside [2020-01-01, 2100-01-01) = ["
+            + str(T0_US_MIN)
+            + ", "
+            + str(T0_US_MAX)
+            + ")",
+        )
+    out["t0_us"] = t0
+    out["fs"] = check_int(msg["fs"], "fs", REC_FS_MIN, REC_FS_MAX)
+    fmt = check_choice(msg["fmt"], "fmt", _REC_FORMAT_NAMES)
+    out["fmt"] = fmt
+    n = msg["n"]
+    if is_int(n) and n > MAX_REC_SAMPLES:
+        raise fail(
+            "too_large",
+            "n",
+            show(n) + " samples exceed the limit of " + str(MAX_REC_SAMPLES) + " per part",
+        )
+    n = check_int(n, "n", 1, MAX_REC_SAMPLES)
+    out["n"] = n
+    clock = msg["clock"]
+    if not isinstance(clock, dict):
+        raise bad_type("clock", clock, "an object")
+    _fields(clock, "clock", ("src", "unc_us", "age_s"), ())
+    out["clock"] = {
+        "src": check_choice(clock["src"], "clock.src", CLOCK_SOURCES),
+        "unc_us": check_int(clock["unc_us"], "clock.unc_us", 0, MAX_CLOCK_UNC_US),
+        "age_s": check_int(clock["age_s"], "clock.age_s", 0, MAX_CLOCK_AGE_S),
+    }
+    data = msg["data"]
+    size = b64_size(data, "data")
+    width = REC_FORMATS[fmt]
+    if size % width:
+        raise fail(
+            "bad_value",
+            "data",
+            str(size)
+            + " bytes are not a whole number of "
+            + str(width)
+            + "-byte "
+            + fmt
+            + " samples",
+        )
+    if size // width != n:
+        raise fail(
+            "bad_value",
+            "n",
+            str(n)
+            + " does not match data: "
+            + str(size)
+            + " bytes = "
+            + str(size // width)
+            + " "
+            + fmt
+            + " samples",
+        )
+    out["data"] = data
+    if "sha256" in msg:
+        if part != parts - 1:
+            raise fail(
+                "bad_value",
+                "sha256",
+                "only the last part (" + str(parts - 1) + ") carries the recording's sha256",
+            )
+        out["sha256"] = _check_sha256(msg["sha256"], "sha256")
+
+
+def _check_sha256(v, field):
+    # type: (Any, str) -> str
+    if not isinstance(v, str):
+        raise bad_type(field, v, "a string")
+    ok = len(v) == SHA256_HEX_LEN
+    if ok:
+        for c in v:
+            if c not in HEX:
+                ok = False
+                break
+    if not ok:
+        raise fail(
+            "bad_value",
+            field,
+            show(v) + " is not a SHA-256 (" + str(SHA256_HEX_LEN) + " lowercase hex characters)",
+        )
+    return v
+
+
 def _check_batch(msg, out):
     # type: (dict[str, Any], dict[str, Any]) -> None
     _up_envelope(msg, out)
@@ -251,6 +438,11 @@ _SPECS = {
     ("dev", "event"): (_UP + ("code", "sev", "active"), ("ch", "detail"), _check_event),
     ("dev", "status"): (_UP + ("state", "role"), ("fw",), _check_status),
     ("dev", "ack"): (_UP + ("cmd", "ok"), ("err", "result"), _check_ack),
+    ("dev", "recording"): (
+        _UP + ("rec", "part", "parts", "t0_us", "fs", "fmt", "n", "clock", "data"),
+        ("sha256",),
+        _check_recording,
+    ),
     ("dev", "cmd"): (
         ("v", "kind", "dev", "id", "name", "args", "ts", "exp"),
         ("src",),
@@ -270,7 +462,7 @@ _SPECS = {
     ("gw", "batch"): (_GW_UP + ("msgs",), (), _check_batch),
 }
 
-_ALL_KINDS = ("telemetry", "event", "status", "ack", "cmd", "error", "batch")
+_ALL_KINDS = ("telemetry", "event", "status", "ack", "recording", "cmd", "error", "batch")
 
 
 def validate(msg):

@@ -40,7 +40,9 @@ UPLINK_KINDS = ("telemetry", "event", "status", "ack", "recording")
 DOWNLINK_KINDS = ("cmd", "error")
 GATEWAY_UPLINK_KINDS = ("batch", "status")
 GATEWAY_DOWNLINK_KINDS = ("cmd",)
-RESERVED_KINDS = ("recording",)  # on the topic tree, payload not defined yet
+# Kinds on the topic tree whose payload is not defined yet (none since
+# ``recording`` was defined, an additive change within v1).
+RESERVED_KINDS = ()  # type: tuple[str, ...]
 
 SEVERITIES = ("info", "warning", "critical")
 STATES = ("online", "offline")
@@ -102,6 +104,26 @@ METRICS = {
     "queue_count": (0, 1e9),
     "dropped_count": (0, 1e9),
 }
+
+# Raw acoustic recordings (kind ``recording``, docs/protocol.md). One message
+# carries one chunk ("part") of one recording, its samples in base64.
+REC_FORMATS = {"s16le": 2}  # sample format -> bytes per sample
+CLOCK_SOURCES = ("ntp", "gps", "rtc")
+# Samples per chunk: 2808 s16le samples are 5616 bytes (a multiple of 3, so a
+# full chunk's base64 has no padding), 7488 base64 characters; with every other
+# field at its longest the message is 7,958 bytes, under MAX_DEVICE_PAYLOAD
+# with room to spare (tests/unit/test_protocol.py builds that worst case).
+MAX_REC_SAMPLES = 2808
+MAX_REC_BYTES = 5616  # MAX_REC_SAMPLES * 2 (the widest format)
+MAX_REC_DATA = 7488  # base64 characters of MAX_REC_BYTES
+MAX_REC_PARTS = 10000  # chunks per recording
+REC_FS_MIN = 100  # Hz
+REC_FS_MAX = 192000  # Hz
+T0_US_MIN = TS_MIN * 1000  # recording start, UTC microseconds
+T0_US_MAX = TS_MAX * 1000  # exclusive
+MAX_CLOCK_UNC_US = 1000000000000  # 10**12 us (11.6 days): a device saturates here
+MAX_CLOCK_AGE_S = SEQ_MAX  # seconds since the clock's last sync (68 years)
+SHA256_HEX_LEN = 64
 
 ERROR_CODES = (
     "bad_json",

@@ -80,10 +80,7 @@ def _kinds_for(scope, direction):
 
 def parse_topic(topic):
     # type: (Any) -> tuple[str, str, str, str]
-    """Split a v1 topic into (scope "dev"|"gw", id, direction "up"|"down", kind).
-
-    Reserved kinds (``recording``) parse; their payloads do not validate yet.
-    """
+    """Split a v1 topic into (scope "dev"|"gw", id, direction "up"|"down", kind)."""
     if isinstance(topic, (bytes, bytearray)):
         topic = bytes(topic)
         try:

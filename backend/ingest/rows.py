@@ -8,12 +8,17 @@ the content of the messages the database accepted.
 
 Messages here are the dicts returned by ``edge.protocol.decode``, so they are
 already validated: this module converts, it does not re-check.
+
+A ``recording`` message makes two rows: the description of its recording
+(``RecordingRow``, merged per recording by ``merge_recordings``, since the
+table holds one row per recording) and its chunk of samples (``ChunkRow``).
 """
 
 from __future__ import annotations
 
+import binascii
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
@@ -32,6 +37,46 @@ EventRow = tuple[datetime, str, str, int, str, str, int | None, bool, Jsonb | No
 StatusRow = tuple[datetime, str, str, int, str, str, str | None]
 AckRow = tuple[datetime, str, str, int, str, bool, str | None, str | None, Jsonb | None]
 DeadLetterRow = tuple[datetime, str, bytes, str, str, str | None, str | None, str]
+ChunkRow = tuple[str, str, int, int, bytes, str, int, datetime, datetime]
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingRow:
+    """What a chunk says about its whole recording (one ``recording`` row)."""
+
+    device_id: str
+    rec: str
+    t0: datetime
+    t0_us: int
+    fs: int
+    fmt: str
+    parts: int
+    clock_src: str
+    clock_unc_us: int
+    clock_age_s: int
+    sha256: bytes | None
+    conflict: bool
+    first_received_at: datetime
+    last_received_at: datetime
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.device_id, self.rec)
+
+    @property
+    def description(self) -> tuple[int, int, str, int, str, int, int]:
+        """Everything every chunk of one recording must agree on (sha256 aside)."""
+        return (
+            self.t0_us,
+            self.fs,
+            self.fmt,
+            self.parts,
+            self.clock_src,
+            self.clock_unc_us,
+            self.clock_age_s,
+        )
+
+
 DeviceRow = tuple[
     str,  # device_id
     str | None,  # role
@@ -96,6 +141,8 @@ class MessageRows:
     events: list[EventRow] = field(default_factory=list)
     statuses: list[StatusRow] = field(default_factory=list)
     acks: list[AckRow] = field(default_factory=list)
+    recordings: list[RecordingRow] = field(default_factory=list)
+    chunks: list[ChunkRow] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -117,11 +164,18 @@ class TableRows:
     events: list[EventRow] = field(default_factory=list)
     statuses: list[StatusRow] = field(default_factory=list)
     acks: list[AckRow] = field(default_factory=list)
+    recordings: list[RecordingRow] = field(default_factory=list)  # one per recording
+    chunks: list[ChunkRow] = field(default_factory=list)
 
 
 def to_time(ms: int) -> datetime:
     """UTC milliseconds -> aware datetime, exactly (no float rounding)."""
     return _EPOCH + timedelta(milliseconds=ms)
+
+
+def to_time_us(us: int) -> datetime:
+    """UTC microseconds -> aware datetime, exactly (datetime's own resolution)."""
+    return _EPOCH + timedelta(microseconds=us)
 
 
 def clean_text(text: str) -> str:
@@ -154,8 +208,11 @@ def uplink_row(item: Inbound) -> UplinkRow:
     return (time, device_id, boot_id, seq, item.message["kind"], item.gateway_id, item.received_at)
 
 
-def message_rows(message: Mapping[str, Any]) -> MessageRows:
-    """The content rows of one message (none for a batch envelope)."""
+def message_rows(message: Mapping[str, Any], received_at: datetime | None = None) -> MessageRows:
+    """The content rows of one message (none for a batch envelope).
+
+    ``received_at`` (default: now) is stored with a recording's chunk.
+    """
     kind = message["kind"]
     device_id, boot_id, seq, time = message_key(message)
     rows = MessageRows()
@@ -200,7 +257,68 @@ def message_rows(message: Mapping[str, Any]) -> MessageRows:
                 None if result is None else Jsonb(result),
             )
         ]
+    elif kind == "recording":
+        at = received_at if received_at is not None else datetime.now(UTC)
+        clock = message["clock"]
+        sha = message.get("sha256")
+        rows.recordings = [
+            RecordingRow(
+                device_id=device_id,
+                rec=message["rec"],
+                t0=to_time_us(message["t0_us"]),
+                t0_us=message["t0_us"],
+                fs=message["fs"],
+                fmt=message["fmt"],
+                parts=message["parts"],
+                clock_src=clock["src"],
+                clock_unc_us=clock["unc_us"],
+                clock_age_s=clock["age_s"],
+                sha256=None if sha is None else bytes.fromhex(sha),
+                conflict=False,
+                first_received_at=at,
+                last_received_at=at,
+            )
+        ]
+        rows.chunks = [
+            (
+                device_id,
+                message["rec"],
+                message["part"],
+                message["n"],
+                # canonical base64, checked by the codec
+                binascii.a2b_base64(message["data"], strict_mode=True),
+                boot_id,
+                seq,
+                time,
+                at,
+            )
+        ]
     return rows
+
+
+def merge_recordings(rows: Iterable[RecordingRow]) -> list[RecordingRow]:
+    """One row per recording, sorted by (device_id, rec).
+
+    The first description wins; a later one that disagrees (or a second,
+    different sha256) sets ``conflict``. Reception times span all rows.
+    """
+    merged: dict[tuple[str, str], RecordingRow] = {}
+    for row in rows:
+        seen = merged.get(row.key)
+        if seen is None:
+            merged[row.key] = row
+            continue
+        differs = row.description != seen.description or (
+            row.sha256 is not None and seen.sha256 is not None and row.sha256 != seen.sha256
+        )
+        merged[row.key] = replace(
+            seen,
+            sha256=seen.sha256 if seen.sha256 is not None else row.sha256,
+            conflict=seen.conflict or row.conflict or differs,
+            first_received_at=min(seen.first_received_at, row.first_received_at),
+            last_received_at=max(seen.last_received_at, row.last_received_at),
+        )
+    return [merged[key] for key in sorted(merged)]
 
 
 def plan_batch(items: Iterable[Inbound], dead_letters: Iterable[DeadLetter] = ()) -> BatchPlan:
@@ -222,7 +340,7 @@ def plan_batch(items: Iterable[Inbound], dead_letters: Iterable[DeadLetter] = ()
             duplicates += 1
             continue
         uplinks[key] = uplink_row(item)
-        content[key] = message_rows(item.message)
+        content[key] = message_rows(item.message, item.received_at)
     return BatchPlan(
         uplinks=[uplinks[key] for key in sorted(uplinks)],
         content=content,
@@ -235,12 +353,18 @@ def plan_batch(items: Iterable[Inbound], dead_letters: Iterable[DeadLetter] = ()
 def rows_for(plan: BatchPlan, new_keys: Collection[MessageKey]) -> TableRows:
     """The content rows of the messages whose keys the database accepted."""
     out = TableRows()
+    recordings: list[RecordingRow] = []
     for key in new_keys:
         rows = plan.content[key]
         out.readings.extend(rows.readings)
         out.events.extend(rows.events)
         out.statuses.extend(rows.statuses)
         out.acks.extend(rows.acks)
+        recordings.extend(rows.recordings)
+        out.chunks.extend(rows.chunks)
+    if recordings:
+        out.recordings = merge_recordings(recordings)
+        out.chunks.sort(key=lambda chunk: chunk[:3])
     return out
 
 

@@ -5,6 +5,11 @@
    the identities that were new;
 3. binary COPY of the readings, events, statuses and acks of the new
    messages only, plus the batch's dead letters;
+3b. for the new ``recording`` messages: upsert of their recordings, insert of
+   their chunks (``ON CONFLICT DO NOTHING`` on (device, rec, part), so a part
+   sent again in a new message is stored once), then the part counts of the
+   recordings touched and, for those now holding every part, the SHA-256 of
+   the parts in order, compared with the one the device sent;
 4. upsert of the ``device`` summaries.
 
 A resend, or a redelivery after a crash between commit and MQTT ack, finds
@@ -21,7 +26,7 @@ from typing import Any, Final
 import psycopg
 from psycopg import sql
 
-from backend.ingest.rows import BatchPlan, MessageKey, rows_for
+from backend.ingest.rows import BatchPlan, ChunkRow, MessageKey, RecordingRow, rows_for
 
 _CREATE_STAGE: Final = """
 CREATE TEMP TABLE IF NOT EXISTS ingest_stage (
@@ -96,6 +101,72 @@ _DEAD_LETTER: Final = _Table(
     ("timestamptz", "text", "bytea", "text", "text", "text", "text", "text"),
 )
 
+# Recordings: one statement each, over arrays (unnest), sorted by key so that
+# concurrent workers lock recordings in one order. The recording row is
+# locked by the upsert until commit, so two workers holding parts of the same
+# recording take turns, and the last to commit sees every part.
+_UPSERT_RECORDINGS: Final = """
+INSERT INTO recording AS r (device_id, rec, t0, t0_us, fs, fmt, parts, clock_src, clock_unc_us,
+                            clock_age_s, sha256, conflict, first_received_at, last_received_at)
+SELECT * FROM unnest(%s::text[], %s::text[], %s::timestamptz[], %s::int8[], %s::int4[],
+                     %s::text[], %s::int4[], %s::text[], %s::int8[], %s::int8[], %s::bytea[],
+                     %s::bool[], %s::timestamptz[], %s::timestamptz[])
+ORDER BY 1, 2
+ON CONFLICT (device_id, rec) DO UPDATE SET
+    sha256 = COALESCE(r.sha256, EXCLUDED.sha256),
+    conflict = r.conflict OR EXCLUDED.conflict
+        OR (r.t0_us, r.fs, r.fmt, r.parts, r.clock_src, r.clock_unc_us, r.clock_age_s)
+           IS DISTINCT FROM (EXCLUDED.t0_us, EXCLUDED.fs, EXCLUDED.fmt, EXCLUDED.parts,
+                             EXCLUDED.clock_src, EXCLUDED.clock_unc_us, EXCLUDED.clock_age_s)
+        OR COALESCE(r.sha256 <> EXCLUDED.sha256, false),
+    first_received_at = LEAST(r.first_received_at, EXCLUDED.first_received_at),
+    last_received_at = GREATEST(r.last_received_at, EXCLUDED.last_received_at)
+"""
+
+_INSERT_CHUNKS: Final = """
+INSERT INTO recording_chunk (device_id, rec, part, n, data, boot_id, seq, time, received_at)
+SELECT * FROM unnest(%s::text[], %s::text[], %s::int4[], %s::int4[], %s::bytea[], %s::text[],
+                     %s::int4[], %s::timestamptz[], %s::timestamptz[])
+ORDER BY 1, 2, 3
+ON CONFLICT (device_id, rec, part) DO NOTHING
+"""
+
+# Part counts of the recordings touched; a conflict found now undoes "complete".
+_COUNT_PARTS: Final = """
+UPDATE recording r
+SET parts_received = c.got, complete = r.complete AND NOT r.conflict
+FROM (
+    SELECT c.device_id, c.rec, count(*)::integer AS got
+    FROM recording_chunk c
+    JOIN unnest(%s::text[], %s::text[]) AS t(device_id, rec) USING (device_id, rec)
+    GROUP BY c.device_id, c.rec
+) c
+WHERE r.device_id = c.device_id AND r.rec = c.rec
+"""
+
+# Once every part is there: the samples and SHA-256 of the parts in order,
+# computed once (received_sha256 stays set; parts are never replaced).
+_COMPLETE: Final = """
+UPDATE recording r
+SET samples = d.samples,
+    received_sha256 = d.digest,
+    sha256_ok = CASE WHEN r.sha256 IS NULL THEN NULL ELSE r.sha256 = d.digest END,
+    complete = NOT r.conflict AND (r.sha256 IS NULL OR r.sha256 = d.digest),
+    completed_at = CASE WHEN NOT r.conflict AND (r.sha256 IS NULL OR r.sha256 = d.digest)
+                        THEN now() END
+FROM (
+    SELECT c.device_id, c.rec, sum(c.n)::bigint AS samples,
+           sha256(string_agg(c.data, ''::bytea ORDER BY c.part)) AS digest
+    FROM recording_chunk c
+    JOIN recording q USING (device_id, rec)
+    JOIN unnest(%s::text[], %s::text[]) AS t(device_id, rec) USING (device_id, rec)
+    WHERE q.parts_received = q.parts AND q.received_sha256 IS NULL
+    GROUP BY c.device_id, c.rec
+) d
+WHERE r.device_id = d.device_id AND r.rec = d.rec
+RETURNING r.complete
+"""
+
 # Reception times only grow; the boot and gateway follow the newest message by
 # device time, so a late resend of an old boot changes nothing. The status
 # follows the newest by reception (last_status_at is when it was received).
@@ -135,12 +206,14 @@ class WriteResult:
     statuses: int
     acks: int
     dead_letters: int
+    chunks: int = 0  # recording parts stored (a part already there is not counted)
+    recordings_completed: int = 0
 
     def __add__(self, other: WriteResult) -> WriteResult:
         return WriteResult(*(a + b for a, b in zip(astuple(self), astuple(other), strict=True)))
 
 
-NOTHING_WRITTEN: Final = WriteResult(0, 0, 0, 0, 0, 0, 0)
+NOTHING_WRITTEN: Final = WriteResult(0, 0, 0, 0, 0, 0, 0, 0, 0)
 
 
 class BatchWriter:
@@ -176,6 +249,7 @@ class BatchWriter:
             _copy(cur, _STATUS, rows.statuses)
             _copy(cur, _ACK, rows.acks)
             _copy(cur, _DEAD_LETTER, plan.dead_letters)
+            chunks, completed = _write_recordings(cur, rows.recordings, rows.chunks)
             if plan.devices:
                 cur.executemany(_UPSERT_DEVICE, plan.devices)
         return WriteResult(
@@ -186,6 +260,8 @@ class BatchWriter:
             statuses=len(rows.statuses),
             acks=len(rows.acks),
             dead_letters=len(plan.dead_letters),
+            chunks=chunks,
+            recordings_completed=completed,
         )
 
 
@@ -196,3 +272,37 @@ def _copy(cur: psycopg.Cursor[Any], table: _Table, rows: Sequence[tuple[Any, ...
         copy.set_types(list(table.types))
         for row in rows:
             copy.write_row(row)
+
+
+def _write_recordings(
+    cur: psycopg.Cursor[Any], recordings: Sequence[RecordingRow], chunks: Sequence[ChunkRow]
+) -> tuple[int, int]:
+    """Recordings and chunks of the new messages; (chunks stored, recordings completed)."""
+    if not chunks:
+        return 0, 0
+    cur.execute(
+        _UPSERT_RECORDINGS,
+        [
+            [row.device_id for row in recordings],
+            [row.rec for row in recordings],
+            [row.t0 for row in recordings],
+            [row.t0_us for row in recordings],
+            [row.fs for row in recordings],
+            [row.fmt for row in recordings],
+            [row.parts for row in recordings],
+            [row.clock_src for row in recordings],
+            [row.clock_unc_us for row in recordings],
+            [row.clock_age_s for row in recordings],
+            [row.sha256 for row in recordings],
+            [row.conflict for row in recordings],
+            [row.first_received_at for row in recordings],
+            [row.last_received_at for row in recordings],
+        ],
+    )
+    cur.execute(_INSERT_CHUNKS, [list(column) for column in zip(*chunks, strict=True)])
+    stored = max(cur.rowcount, 0)
+    keys = [[row.device_id for row in recordings], [row.rec for row in recordings]]
+    cur.execute(_COUNT_PARTS, keys)
+    cur.execute(_COMPLETE, keys)
+    completed = sum(1 for (complete,) in cur.fetchall() if complete)
+    return stored, completed

@@ -7,6 +7,8 @@ share the broker with other modules without sharing messages.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 import secrets
@@ -604,3 +606,180 @@ def test_writer_throughput_on_a_100k_reading_batch(
             f" end to end ({first.readings / (written - planned):,.0f}/s in the database);"
             f" the same batch again (all duplicates): {repeated - written:.3f}s"
         )
+
+
+# ------------------------------------------------------------------ recordings
+
+
+def recording_chunks(device: str, boot: str, raw: bytes, per: int) -> list[dict[str, Any]]:
+    """The recording messages of ``raw`` (s16le), ``per`` samples a chunk."""
+    pieces = [raw[i : i + 2 * per] for i in range(0, len(raw), 2 * per)]
+    out = []
+    for part, piece in enumerate(pieces):
+        msg: dict[str, Any] = {
+            "v": 1,
+            "kind": "recording",
+            "dev": device,
+            "boot": boot,
+            "seq": 100 + part,
+            "ts": TS + 60_000 + part,
+            "rec": f"{boot}-1",
+            "part": part,
+            "parts": len(pieces),
+            "t0_us": TS * 1000 + 123_457,
+            "fs": 8000,
+            "fmt": "s16le",
+            "n": len(piece) // 2,
+            "clock": {"src": "gps", "unc_us": 3, "age_s": 12},
+            "data": base64.b64encode(piece).decode(),
+        }
+        if part == len(pieces) - 1:
+            msg["sha256"] = hashlib.sha256(raw).hexdigest()
+        out.append(msg)
+    return out
+
+
+def recording_row(db: psycopg.Connection[Any], device: str) -> tuple[Any, ...] | None:
+    return db.execute(
+        "SELECT rec, parts, parts_received, complete, sha256_ok, samples, t0_us,"
+        " t0 = to_timestamp(0) + t0_us * interval '1 microsecond', clock_src, clock_unc_us"
+        " FROM recording WHERE device_id = %s",
+        (device,),
+    ).fetchone()
+
+
+def test_a_recording_out_of_order_with_a_duplicate_is_stored_once_and_complete(
+    worker: WorkerProcess, publisher: Publisher, db: psycopg.Connection[Any]
+) -> None:
+    device, boot = dev("rec"), new_boot()
+    raw = os.urandom(2 * 7000)  # 7000 samples: parts of 2808, 2808 and 1384
+    chunks = recording_chunks(device, boot, raw, per=2808)
+    topic = protocol.uplink_topic(device, "recording")
+    for msg in (chunks[2], chunks[0], chunks[2]):  # out of order, part 2 twice
+        publisher.publish(topic, msg)
+    # the same part 0 again in a new message (a get_recording answer): new seq
+    publisher.publish(topic, {**chunks[0], "seq": 200, "ts": TS + 120_000})
+    publisher.publish(topic, chunks[1])
+    wait_until(
+        f"{device}'s recording complete",
+        lambda: (row := recording_row(db, device)) is not None and row[3] is True,
+        lambda: f"row: {recording_row(db, device)}\n{worker.tail()}",
+    )
+    rec, parts, received, complete, sha_ok, samples, t0_us, t0_exact, src, unc = (
+        recording_row(db, device) or ()
+    )
+    assert (rec, parts, received, complete, sha_ok, samples) == (
+        f"{boot}-1",
+        3,
+        3,
+        True,
+        True,
+        7000,
+    )
+    assert t0_us == TS * 1000 + 123_457 and t0_exact is True and (src, unc) == ("gps", 3)
+    stored = db.execute(
+        "SELECT part, n, seq FROM recording_chunk WHERE device_id = %s ORDER BY part", (device,)
+    ).fetchall()
+    assert stored == [(0, 2808, 100), (1, 2808, 101), (2, 1384, 102)]
+    (joined,) = db.execute(
+        "SELECT string_agg(data, ''::bytea ORDER BY part) FROM recording_chunk"
+        " WHERE device_id = %s",
+        (device,),
+    ).fetchone() or (None,)
+    assert joined == raw
+    # every message was recorded once in uplink_message (the exact resend was not)
+    assert stored_seqs(db, device, boot) == [100, 101, 102, 200]
+    assert db.execute(
+        "SELECT count(*) FROM recording_incomplete WHERE device_id = %s", (device,)
+    ).fetchone() == (0,)
+
+
+def test_a_recording_with_missing_parts_is_listed_for_a_new_request(
+    worker: WorkerProcess, publisher: Publisher, db: psycopg.Connection[Any]
+) -> None:
+    device, boot = dev("recgap"), new_boot()
+    raw = os.urandom(2 * 1000)
+    chunks = recording_chunks(device, boot, raw, per=100)  # 10 parts
+    topic = protocol.uplink_topic(device, "recording")
+    for part in (0, 1, 4, 8):
+        publisher.publish(topic, chunks[part])
+    wait_until(
+        f"{device}'s four parts",
+        lambda: (row := recording_row(db, device)) is not None and row[2] == 4,
+        lambda: f"row: {recording_row(db, device)}\n{worker.tail()}",
+    )
+    assert db.execute(
+        "SELECT rec, parts, parts_received, missing, reason FROM recording_incomplete"
+        " WHERE device_id = %s",
+        (device,),
+    ).fetchall() == [(f"{boot}-1", 10, 4, 6, "missing_parts")]
+    missing = db.execute(
+        "SELECT missing_rec, first_missing, last_missing, missing"
+        " FROM recording_missing_parts() WHERE missing_device_id = %s",
+        (device,),
+    ).fetchall()
+    assert missing == [(f"{boot}-1", 2, 3, 2), (f"{boot}-1", 5, 7, 3), (f"{boot}-1", 9, 9, 1)]
+    # the parts asked for again arrive: complete, and gone from the lists
+    for part in (2, 3, 5, 6, 7, 9):
+        publisher.publish(topic, {**chunks[part], "seq": 300 + part})
+    wait_until(
+        f"{device}'s recording complete",
+        lambda: (row := recording_row(db, device)) is not None and row[3] is True,
+        lambda: f"row: {recording_row(db, device)}\n{worker.tail()}",
+    )
+    assert db.execute(
+        "SELECT count(*) FROM recording_missing_parts() WHERE missing_device_id = %s", (device,)
+    ).fetchone() == (0,)
+
+
+def test_a_recording_whose_sha256_does_not_match_is_not_complete(
+    worker: WorkerProcess, publisher: Publisher, db: psycopg.Connection[Any]
+) -> None:
+    device, boot = dev("recsha"), new_boot()
+    chunks = recording_chunks(device, boot, bytes(range(256)) * 4, per=128)
+    chunks[-1]["sha256"] = "0" * 64  # not the SHA-256 of these bytes
+    topic = protocol.uplink_topic(device, "recording")
+    for msg in chunks:
+        publisher.publish(topic, msg)
+    wait_until(
+        f"{device}'s parts counted",
+        lambda: (row := recording_row(db, device)) is not None and row[4] is not None,
+        lambda: f"row: {recording_row(db, device)}\n{worker.tail()}",
+    )
+    row = recording_row(db, device)
+    assert row is not None and row[2:5] == (4, False, False)
+    assert db.execute(
+        "SELECT reason FROM recording_incomplete WHERE device_id = %s", (device,)
+    ).fetchall() == [("sha256_mismatch",)]
+
+
+def test_writer_counts_recording_parts_and_flags_chunks_that_disagree(database: str) -> None:
+    from datetime import UTC, datetime
+
+    from backend.ingest.rows import Inbound, plan_batch
+    from backend.ingest.writer import BatchWriter
+
+    device, boot, now = dev("recwriter"), new_boot(), datetime.now(UTC)
+    chunks = recording_chunks(device, boot, os.urandom(2 * 300), per=100)
+
+    def items(*messages: dict[str, Any]) -> list[Inbound]:
+        return [Inbound(protocol.validate(m), "t", None, None, now) for m in messages]
+
+    with psycopg.connect(database, autocommit=True) as conn:
+        writer = BatchWriter(conn)
+        first = writer.write(plan_batch(items(chunks[0], chunks[1])))
+        assert (first.messages, first.chunks, first.recordings_completed) == (2, 2, 0)
+        # part 1 again in a new message, and the last part: one new chunk, complete
+        again = writer.write(plan_batch(items({**chunks[1], "seq": 500}, chunks[2])))
+        assert (again.messages, again.chunks, again.recordings_completed) == (2, 1, 1)
+        # a chunk that describes the recording differently: flagged, no longer complete
+        other = {**chunks[0], "seq": 501, "fs": 16000}
+        assert writer.write(plan_batch(items(other))).chunks == 0
+        row = conn.execute(
+            "SELECT complete, conflict, sha256_ok, fs FROM recording WHERE device_id = %s",
+            (device,),
+        ).fetchone()
+        assert row == (False, True, True, 8000)
+        assert conn.execute(
+            "SELECT reason FROM recording_incomplete WHERE device_id = %s", (device,)
+        ).fetchall() == [("conflict",)]

@@ -14,6 +14,7 @@ interpreters give the same answer.
 
 from __future__ import annotations
 
+import base64
 import copy
 import random
 import struct
@@ -155,6 +156,53 @@ VALID: dict[str, dict[str, Any]] = {
         "fw": "gw-0.1",
     },
     "ack": up("ack", 10, cmd="c-7f2e01", ok=True),
+    "recording": up(
+        "recording",
+        20,
+        dev=LEAK,
+        rec="5f3a9c1e-3",
+        part=0,
+        parts=2,
+        t0_us=T * 1000 + 123456,
+        fs=8000,
+        fmt="s16le",
+        n=4,
+        clock={"src": "ntp", "unc_us": 850, "age_s": 412},
+        data="AAABAP//AIA=",
+    ),
+    "recording_last": up(
+        "recording",
+        21,
+        dev=LEAK,
+        rec="5f3a9c1e-3",
+        part=1,
+        parts=2,
+        t0_us=T * 1000 + 123456,
+        fs=8000,
+        fmt="s16le",
+        n=2,
+        clock={"src": "ntp", "unc_us": 850, "age_s": 412},
+        data="/38CAA==",
+        sha256="ab4ed2d7d84d210b7e031553b17af6a5814b467bf23243e032655c336e953369",
+    ),
+    "recording_full_chunk": up(
+        "recording",
+        22,
+        dev="d" * 64,
+        rec="r" * 64,
+        part=9999,
+        parts=10000,
+        t0_us=4102444800000000 - 1,
+        fs=192000,
+        fmt="s16le",
+        n=2808,
+        clock={"src": "gps", "unc_us": 10**12, "age_s": 2**31 - 1},
+        data=base64.b64encode(bytes(range(256)) * 21 + bytes(240)).decode(),
+        sha256="0123456789abcdef" * 4,
+    ),
+    "ack_get_recording": up(
+        "ack", 23, cmd="c-7f2e10", ok=True, result={"parts": 1, "recs": ["5f3a9c1e-3"]}
+    ),
     "ack_result": up("ack", 11, cmd="c-7f2e02", ok=True, result={"applied": [70, 50], "t": 1.5}),
     "ack_error": up(
         "ack",
@@ -228,7 +276,7 @@ def test_the_corpus_is_valid_and_covers_every_kind() -> None:
     for msg in VALID.values():
         p.validate(msg)
     kinds = {m["kind"] for m in VALID.values()}
-    assert kinds == {"telemetry", "event", "status", "ack", "cmd", "error", "batch"}
+    assert kinds == {"telemetry", "event", "status", "ack", "recording", "cmd", "error", "batch"}
 
 
 # ---------------------------------------------------------------- valid messages
@@ -498,7 +546,37 @@ BAD: dict[str, tuple[bytes, str | None, str]] = {
         "out_of_range",
     ),
     "free_int_2_54": (mutate(VALID["event"], "detail", {"n": 2**54}), None, "out_of_range"),
-    "kind_recording": (mutate(VALID["status"], "kind", "recording"), None, "unknown_kind"),
+    # "recording" was reserved (unknown_kind) until v1 defined it
+    "status_relabelled_recording": (
+        mutate(VALID["status"], "kind", "recording"),
+        None,
+        "unknown_field",
+    ),
+    "recording_from_gateway": (
+        mutate(VALID["status_gateway"], "kind", "recording"),
+        None,
+        "unknown_kind",
+    ),
+    "rec_no_clock": (mutate(VALID["recording"], "clock", DELETE), None, "missing_field"),
+    "rec_part_past_parts": (mutate(VALID["recording"], "part", 2), None, "out_of_range"),
+    "rec_parts_too_many": (mutate(VALID["recording"], "parts", 10001), None, "too_large"),
+    "rec_t0_in_ms": (mutate(VALID["recording"], "t0_us", T), None, "out_of_range"),
+    "rec_t0_float": (mutate(VALID["recording"], "t0_us", 1.5e15), None, "bad_type"),
+    "rec_fs_high": (mutate(VALID["recording"], "fs", 10**6), None, "out_of_range"),
+    "rec_fmt": (mutate(VALID["recording"], "fmt", "f32le"), None, "bad_value"),
+    "rec_n_disagrees": (mutate(VALID["recording"], "n", 5), None, "bad_value"),
+    "rec_n_too_many": (mutate(VALID["recording"], "n", 2809), None, "too_large"),
+    "rec_data_star": (mutate(VALID["recording"], "data", "AAAB*P//AIA="), None, "bad_value"),
+    "rec_data_newline": (mutate(VALID["recording"], "data", "AAABAP//AIA=\n"), None, "bad_value"),
+    "rec_data_pad_bits": (mutate(VALID["recording_last"], "data", "/38CAB=="), None, "bad_value"),
+    "rec_data_non_ascii": (mutate(VALID["recording"], "data", "AAABAP//AIé="), None, "bad_value"),
+    "rec_data_odd": (mutate(VALID["recording"], "data", "AAAB"), None, "bad_value"),
+    "rec_data_long": (mutate(VALID["recording"], "data", "A" * 7492), None, "too_large"),
+    "rec_clock_src": (mutate(VALID["recording"], "clock.src", "wifi"), None, "bad_value"),
+    "rec_clock_extra": (mutate(VALID["recording"], "clock.ppm", 1), None, "unknown_field"),
+    "rec_clock_unc": (mutate(VALID["recording"], "clock.unc_us", -1), None, "out_of_range"),
+    "rec_sha_not_last": (mutate(VALID["recording"], "sha256", "0" * 64), None, "bad_value"),
+    "rec_sha_upper": (mutate(VALID["recording_last"], "sha256", "A" * 64), None, "bad_value"),
     "kind_unknown": (mutate(VALID["status"], "kind", "hello"), None, "unknown_kind"),
     "batch_from_device": (mutate(VALID["status"], "kind", "batch"), None, "unknown_kind"),
     "v2": (mutate(VALID["status"], "v", 2), None, "bad_version"),
@@ -788,3 +866,20 @@ def test_strictjson_runs_the_same_in_micropython(micropython: MicroPythonProcess
         except UnicodeDecodeError:
             valid = False
         assert call_cpython("edge.strictjson", "utf8_ok", b) is valid, b
+
+
+def test_recording_base64_mutations_same_verdict(micropython: MicroPythonProcess) -> None:
+    """Chunks whose data is damaged one character at a time: same outcome everywhere."""
+    rnd = random.Random(5)
+    alphabet = "AZaz09+/=-_ \n*\x00é"
+    payloads: list[Any] = []
+    for k in range(1, 25):
+        raw = bytes(rnd.getrandbits(8) for _ in range(2 * k))
+        text = base64.b64encode(raw).decode()
+        for _ in range(6):
+            i = rnd.randrange(len(text))
+            c = rnd.choice(alphabet)
+            for data in (text, text[:i] + c + text[i + 1 :], text[:i] + text[i + 1 :]):
+                msg = dict(VALID["recording"], n=k, data=data)
+                payloads.append((p.canonical_json(msg),))
+    _assert_same_decode_outcomes(micropython, payloads)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -11,12 +13,14 @@ from backend.ingest.rows import (
     DeadLetter,
     Inbound,
     clean_text,
+    merge_recordings,
     message_key,
     message_rows,
     plan_batch,
     reading_count,
     rows_for,
     to_time,
+    to_time_us,
 )
 from edge import protocol
 
@@ -270,3 +274,79 @@ def test_presence_is_the_last_status_received_not_the_newest_device_time() -> No
     assert row[7] == "offline"
     (row,) = plan_batch([item(will), item(online)]).devices
     assert row[7] == "online"
+
+
+# ------------------------------------------------------------------ recordings
+
+
+def recording(
+    seq: int, part: int, parts: int = 3, data: bytes = b"\x01\x00\xff\xff", **extra: Any
+) -> dict[str, Any]:
+    message: dict[str, Any] = {
+        "v": 1,
+        "kind": "recording",
+        "dev": "leak-1",
+        "boot": BOOT,
+        "seq": seq,
+        "ts": TS + seq,
+        "rec": BOOT + "-4",
+        "part": part,
+        "parts": parts,
+        "t0_us": TS * 1000 + 999_999,
+        "fs": 8000,
+        "fmt": "s16le",
+        "n": len(data) // 2,
+        "clock": {"src": "ntp", "unc_us": 700, "age_s": 90},
+        "data": base64.b64encode(data).decode(),
+    }
+    message.update(extra)
+    return _decoded(message)
+
+
+def test_recording_gives_a_recording_row_and_a_chunk_row() -> None:
+    digest = hashlib.sha256(b"whole").hexdigest()
+    rows = message_rows(recording(7, 2, sha256=digest), RECEIVED)
+    (rec,) = rows.recordings
+    assert rec.key == ("leak-1", BOOT + "-4")
+    # microseconds kept exactly: .999999 s, not rounded to the millisecond
+    assert rec.t0 == datetime(2025, 11, 24, 16, 0, 0, 999_999, tzinfo=UTC)
+    assert rec.t0 == to_time_us(rec.t0_us)
+    assert (rec.fs, rec.fmt, rec.parts) == (8000, "s16le", 3)
+    assert (rec.clock_src, rec.clock_unc_us, rec.clock_age_s) == ("ntp", 700, 90)
+    assert rec.sha256 == hashlib.sha256(b"whole").digest() and not rec.conflict
+    assert rec.first_received_at == rec.last_received_at == RECEIVED
+    assert rows.chunks == [
+        ("leak-1", BOOT + "-4", 2, 2, b"\x01\x00\xff\xff", BOOT, 7, to_time(TS + 7), RECEIVED)
+    ]
+    assert rows.readings == rows.events == rows.statuses == rows.acks == []
+
+
+def test_merge_keeps_one_row_per_recording_and_flags_disagreement() -> None:
+    later = RECEIVED + timedelta(seconds=5)
+    digest = hashlib.sha256(b"x").digest()
+    first = message_rows(recording(1, 0), RECEIVED).recordings[0]
+    last = message_rows(recording(3, 2, sha256=digest.hex()), later).recordings[0]
+    (merged,) = merge_recordings([first, last])
+    assert merged.sha256 == digest and not merged.conflict
+    assert (merged.first_received_at, merged.last_received_at) == (RECEIVED, later)
+    other_t0 = message_rows(recording(2, 1, t0_us=TS * 1000), RECEIVED).recordings[0]
+    assert merge_recordings([first, other_t0])[0].conflict
+    other_clock = message_rows(
+        recording(2, 1, clock={"src": "rtc", "unc_us": 700, "age_s": 90}), RECEIVED
+    ).recordings[0]
+    assert merge_recordings([first, other_clock])[0].conflict
+    other_sha = message_rows(recording(4, 2, sha256="0" * 64), RECEIVED).recordings[0]
+    assert merge_recordings([last, other_sha])[0].conflict
+    two = message_rows(recording(1, 0, rec="other"), RECEIVED).recordings[0]
+    assert [row.rec for row in merge_recordings([first, two])] == [BOOT + "-4", "other"]
+
+
+def test_rows_for_merges_recordings_and_sorts_chunks_of_new_messages_only() -> None:
+    messages = [recording(12, 2), recording(10, 0), recording(11, 1), recording(13, 0)]
+    plan = plan_batch([item(m) for m in [*messages, recording(10, 0)]])
+    assert plan.duplicates_in_batch == 1
+    rows = rows_for(plan, [message_key(m) for m in messages])
+    assert len(rows.recordings) == 1
+    assert [(chunk[2], chunk[6]) for chunk in rows.chunks] == [(0, 10), (0, 13), (1, 11), (2, 12)]
+    assert rows_for(plan, [message_key(messages[0])]).chunks[0][2] == 2
+    assert rows_for(plan, []).recordings == []

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import copy
+import hashlib
 import json
+import random
 import re
+import string
 from pathlib import Path
 from typing import Any
 
@@ -229,6 +233,86 @@ GOLDEN: dict[str, tuple[dict[str, Any], bytes]] = {
         b'"noise_rms_db":31.2,"noise_spread_db":3.3}}],"seq":2,"ts":1767225604000,"v":1},'
         b'"topic":"lumeau/v1/dev/leak-0107/up/telemetry"}],"seq":88,"ts":1767225605000,"v":1}',
     ),
+    "recording": (
+        {
+            "v": 1,
+            "kind": "recording",
+            "dev": "leak-0107",
+            "boot": "a1b2c3d4e5f60718",
+            "seq": 20,
+            "ts": T + 60000,
+            "rec": "a1b2c3d4e5f60718-3",
+            "part": 0,
+            "parts": 2,
+            "t0_us": T * 1000 + 123456,
+            "fs": 8000,
+            "fmt": "s16le",
+            "n": 4,
+            "clock": {"src": "ntp", "unc_us": 850, "age_s": 412},
+            "data": "AAABAP//AIA=",  # samples 0, 1, -1, -32768 (little-endian)
+        },
+        b'{"boot":"a1b2c3d4e5f60718","clock":{"age_s":412,"src":"ntp","unc_us":850},'
+        b'"data":"AAABAP//AIA=","dev":"leak-0107","fmt":"s16le","fs":8000,"kind":"recording",'
+        b'"n":4,"part":0,"parts":2,"rec":"a1b2c3d4e5f60718-3","seq":20,'
+        b'"t0_us":1767225600123456,"ts":1767225660000,"v":1}',
+    ),
+    "recording_last": (
+        {
+            "v": 1,
+            "kind": "recording",
+            "dev": "leak-0107",
+            "boot": "a1b2c3d4e5f60718",
+            "seq": 21,
+            "ts": T + 60000,
+            "rec": "a1b2c3d4e5f60718-3",
+            "part": 1,
+            "parts": 2,
+            "t0_us": T * 1000 + 123456,
+            "fs": 8000,
+            "fmt": "s16le",
+            "n": 2,
+            "clock": {"src": "ntp", "unc_us": 850, "age_s": 412},
+            "data": "/38CAA==",  # samples 32767, 2
+            # SHA-256 of the 12 bytes of both parts
+            "sha256": "ab4ed2d7d84d210b7e031553b17af6a5814b467bf23243e032655c336e953369",
+        },
+        b'{"boot":"a1b2c3d4e5f60718","clock":{"age_s":412,"src":"ntp","unc_us":850},'
+        b'"data":"/38CAA==","dev":"leak-0107","fmt":"s16le","fs":8000,"kind":"recording",'
+        b'"n":2,"part":1,"parts":2,"rec":"a1b2c3d4e5f60718-3","seq":21,'
+        b'"sha256":"ab4ed2d7d84d210b7e031553b17af6a5814b467bf23243e032655c336e953369",'
+        b'"t0_us":1767225600123456,"ts":1767225660000,"v":1}',
+    ),
+    "cmd_get_recording": (
+        {
+            "v": 1,
+            "kind": "cmd",
+            "dev": "leak-0107",
+            "id": "c-7f2e10",
+            "name": "get_recording",
+            "args": {"rec": "a1b2c3d4e5f60718-3", "first": 1, "last": 1},
+            "ts": T + 120000,
+            "exp": T + 3720000,
+            "src": "api",
+        },
+        b'{"args":{"first":1,"last":1,"rec":"a1b2c3d4e5f60718-3"},"dev":"leak-0107",'
+        b'"exp":1767229320000,"id":"c-7f2e10","kind":"cmd","name":"get_recording","src":"api",'
+        b'"ts":1767225720000,"v":1}',
+    ),
+    "ack_get_recording": (
+        {
+            "v": 1,
+            "kind": "ack",
+            "dev": "leak-0107",
+            "boot": "a1b2c3d4e5f60718",
+            "seq": 22,
+            "ts": T + 121000,
+            "cmd": "c-7f2e10",
+            "ok": True,
+            "result": {"parts": 1, "recs": ["a1b2c3d4e5f60718-3"]},
+        },
+        b'{"boot":"a1b2c3d4e5f60718","cmd":"c-7f2e10","dev":"leak-0107","kind":"ack","ok":true,'
+        b'"result":{"parts":1,"recs":["a1b2c3d4e5f60718-3"]},"seq":22,"ts":1767225721000,"v":1}',
+    ),
 }
 
 TOPICS = {
@@ -243,6 +327,10 @@ TOPICS = {
     "gw_status": "lumeau/v1/gw/gw-nord-1/up/status",
     "gw_cmd": "lumeau/v1/gw/gw-nord-1/down/cmd",
     "batch": "lumeau/v1/gw/gw-nord-1/up/batch",
+    "recording": "lumeau/v1/dev/leak-0107/up/recording",
+    "recording_last": "lumeau/v1/dev/leak-0107/up/recording",
+    "cmd_get_recording": "lumeau/v1/dev/leak-0107/down/cmd",
+    "ack_get_recording": "lumeau/v1/dev/leak-0107/up/ack",
 }
 
 
@@ -485,7 +573,10 @@ ERROR_CASES: list[tuple[str, bytes, str, str | None]] = [
     ("out_of_range_ch", with_("telemetry", "readings.0.ch", 256), "out_of_range", "readings[0].ch"),
     ("out_of_range_free_int", with_("cmd", "args.ch", 2**60), "out_of_range", "args.ch"),
     ("unknown_kind", with_("ack", "kind", "selfie"), "unknown_kind", "kind"),
-    ("reserved_kind", with_("ack", "kind", "recording"), "unknown_kind", "kind"),
+    # "recording" was reserved (unknown_kind) until v1 defined it: an ack relabelled
+    # as a recording now fails on the ack's own fields
+    ("ack_relabelled_recording", with_("ack", "kind", "recording"), "unknown_field", "cmd"),
+    ("recording_from_gateway", with_("gw_status", "kind", "recording"), "unknown_kind", "kind"),
     ("kind_not_for_gateway", with_("gw_status", "kind", "telemetry"), "unknown_kind", "kind"),
     ("kind_not_for_device", with_("ack", "kind", "batch"), "unknown_kind", "kind"),
     ("bad_version", with_("ack", "v", 2), "bad_version", "v"),
@@ -498,6 +589,68 @@ ERROR_CASES: list[tuple[str, bytes, str, str | None]] = [
     ),
     ("unknown_field_err", with_("ack_err", "err.detail", 1), "unknown_field", "err.detail"),
     ("both_dev_and_gw", with_("ack", "gw", "gw-1"), "unknown_field", "gw"),
+    # ---- recording
+    ("rec_missing", with_("recording", "rec", DELETE), "missing_field", "rec"),
+    ("rec_missing_data", with_("recording", "data", DELETE), "missing_field", "data"),
+    (
+        "rec_missing_clock_unc",
+        with_("recording", "clock.unc_us", DELETE),
+        "missing_field",
+        "clock.unc_us",
+    ),
+    ("rec_bad_type_rec", with_("recording", "rec", 3), "bad_type", "rec"),
+    ("rec_bad_value_rec", with_("recording", "rec", "Rec 3"), "bad_value", "rec"),
+    ("rec_part_equals_parts", with_("recording", "part", 2), "out_of_range", "part"),
+    ("rec_part_negative", with_("recording", "part", -1), "out_of_range", "part"),
+    ("rec_part_string", with_("recording", "part", "0"), "bad_type", "part"),
+    ("rec_parts_zero", with_("recording", "parts", 0), "out_of_range", "parts"),
+    ("rec_parts_too_many", with_("recording", "parts", p.MAX_REC_PARTS + 1), "too_large", "parts"),
+    ("rec_t0_float", with_("recording", "t0_us", 1767225600123456.0), "bad_type", "t0_us"),
+    # milliseconds where microseconds are due: 1970 in microseconds
+    ("rec_t0_in_ms", with_("recording", "t0_us", T + 123), "out_of_range", "t0_us"),
+    ("rec_t0_2100", with_("recording", "t0_us", p.T0_US_MAX), "out_of_range", "t0_us"),
+    ("rec_fs_low", with_("recording", "fs", 99), "out_of_range", "fs"),
+    ("rec_fs_high", with_("recording", "fs", 192001), "out_of_range", "fs"),
+    ("rec_fs_float", with_("recording", "fs", 8000.0), "bad_type", "fs"),
+    ("rec_fmt", with_("recording", "fmt", "s24le"), "bad_value", "fmt"),
+    ("rec_n_zero", with_("recording", "n", 0), "out_of_range", "n"),
+    ("rec_n_too_many", with_("recording", "n", p.MAX_REC_SAMPLES + 1), "too_large", "n"),
+    ("rec_n_disagrees_with_data", with_("recording", "n", 3), "bad_value", "n"),
+    ("rec_data_not_base64", with_("recording", "data", "AAAB*P//AIA="), "bad_value", "data"),
+    ("rec_data_newline", with_("recording", "data", "AAABAP//AIA=\n"), "bad_value", "data"),
+    ("rec_data_urlsafe", with_("recording", "data", "AAABAP__AIA="), "bad_value", "data"),
+    ("rec_data_no_padding", with_("recording", "data", "AAABAP//AIA"), "bad_value", "data"),
+    ("rec_data_pad_bits", with_("recording", "data", "/38CAB=="), "bad_value", "data"),
+    ("rec_data_pad_inside", with_("recording", "data", "AA==AAAA"), "bad_value", "data"),
+    ("rec_data_non_ascii", with_("recording", "data", "AAABAP//AIé="), "bad_value", "data"),
+    ("rec_data_odd_bytes", with_("recording", "data", "AAAB"), "bad_value", "data"),
+    ("rec_data_empty", with_("recording", "data", ""), "bad_value", "data"),
+    ("rec_data_bytes_list", with_("recording", "data", [0, 1]), "bad_type", "data"),
+    (
+        "rec_data_too_long",
+        with_("recording", "data", "A" * (p.MAX_REC_DATA + 4)),
+        "too_large",
+        "data",
+    ),
+    ("rec_clock_not_object", with_("recording", "clock", "ntp"), "bad_type", "clock"),
+    ("rec_clock_src", with_("recording", "clock.src", "wifi"), "bad_value", "clock.src"),
+    (
+        "rec_clock_unc_negative",
+        with_("recording", "clock.unc_us", -1),
+        "out_of_range",
+        "clock.unc_us",
+    ),
+    ("rec_clock_age_float", with_("recording", "clock.age_s", 1.5), "bad_type", "clock.age_s"),
+    (
+        "rec_clock_extra",
+        with_("recording", "clock.drift_ppm", 2),
+        "unknown_field",
+        "clock.drift_ppm",
+    ),
+    ("rec_sha256_not_last", with_("recording", "sha256", "0" * 64), "bad_value", "sha256"),
+    ("rec_sha256_upper", with_("recording_last", "sha256", "AB" * 32), "bad_value", "sha256"),
+    ("rec_sha256_short", with_("recording_last", "sha256", "ab" * 31), "bad_value", "sha256"),
+    ("rec_unknown_field", with_("recording", "offset", 0), "unknown_field", "offset"),
     (
         "too_many_readings",
         with_(
@@ -937,3 +1090,145 @@ def test_new_boot_id() -> None:
     assert p.new_boot_id(b"\xab\xcd\xef\x01") == "abcdef01"
     with pytest.raises(ValueError):
         p.new_boot_id(b"\x00")
+
+
+# ------------------------------------------------------------------ recording
+
+
+def test_recording_is_a_defined_uplink_kind_now() -> None:
+    assert "recording" in p.UPLINK_KINDS
+    assert p.RESERVED_KINDS == ()
+    msg = golden("recording")
+    assert p.decode(p.encode(msg), "lumeau/v1/dev/leak-0107/up/recording") == msg
+    with pytest.raises(ProtocolError) as info:  # still a device uplink only
+        p.decode(p.encode(msg), "lumeau/v1/dev/leak-0107/up/telemetry")
+    assert (info.value.code, info.value.field) == ("topic_mismatch", "kind")
+
+
+def test_recording_size_constants_agree() -> None:
+    width = p.REC_FORMATS["s16le"]
+    assert width * p.MAX_REC_SAMPLES == p.MAX_REC_BYTES
+    assert p.MAX_REC_BYTES % 3 == 0  # a full chunk's base64 has no padding
+    assert p.MAX_REC_DATA == p.MAX_REC_BYTES // 3 * 4
+    assert p.T0_US_MIN == p.TS_MIN * 1000 and p.T0_US_MAX == p.TS_MAX * 1000
+
+
+def worst_case_recording() -> dict[str, Any]:
+    """Every field at its longest: the largest recording message there can be."""
+    return {
+        "v": 1,
+        "kind": "recording",
+        "dev": "d" * p.MAX_ID_LEN,
+        "boot": "f" * p.BOOT_MAX_LEN,
+        "seq": p.SEQ_MAX,
+        "ts": p.TS_MAX - 1,
+        "rec": "r" * p.MAX_ID_LEN,
+        "part": p.MAX_REC_PARTS - 1,
+        "parts": p.MAX_REC_PARTS,
+        "t0_us": p.T0_US_MAX - 1,
+        "fs": p.REC_FS_MAX,
+        "fmt": "s16le",
+        "n": p.MAX_REC_SAMPLES,
+        "clock": {"src": "gps", "unc_us": p.MAX_CLOCK_UNC_US, "age_s": p.MAX_CLOCK_AGE_S},
+        "data": base64.b64encode(b"\xff" * p.MAX_REC_BYTES).decode(),
+        "sha256": "f" * 64,
+    }
+
+
+def test_the_largest_recording_chunk_fits_the_device_limit() -> None:
+    data = p.encode(worst_case_recording())
+    assert len(data) == 7958  # the figure of docs/protocol.md
+    assert len(data) + 1 <= p.MAX_DEVICE_PAYLOAD  # + the firmware spool's kind letter
+    assert len(data) - p.MAX_REC_DATA == 470  # everything but the samples
+
+
+def test_recording_chunks_reassemble_to_the_original_bytes() -> None:
+    rnd = random.Random(3)
+    raw = bytes(rnd.getrandbits(8) for _ in range(2 * 7000))
+    per = p.MAX_REC_SAMPLES * 2
+    pieces = [raw[i : i + per] for i in range(0, len(raw), per)]
+    digest = hashlib.sha256(raw).hexdigest()
+    got = b""
+    for part, piece in enumerate(pieces):
+        msg = golden("recording")
+        msg.update(
+            part=part, parts=len(pieces), n=len(piece) // 2, seq=100 + part,
+            data=base64.b64encode(piece).decode(),
+        )  # fmt: skip
+        if part == len(pieces) - 1:
+            msg["sha256"] = digest
+        wire = p.encode(msg)
+        assert len(wire) <= p.MAX_DEVICE_PAYLOAD
+        back = p.decode(wire, p.topic_of(msg))
+        got += base64.b64decode(back["data"], validate=True)
+    assert [len(x) // 2 for x in pieces] == [2808, 2808, 1384]
+    assert got == raw and hashlib.sha256(got).hexdigest() == digest
+
+
+def _canonical(text: str) -> bool:
+    """Python's own verdict: decodes strictly and re-encodes to the same text."""
+    try:
+        return base64.b64encode(base64.b64decode(text, validate=True)).decode() == text
+    except (ValueError, UnicodeError):
+        return False
+
+
+def test_base64_check_agrees_with_pythons_strict_decoder() -> None:
+    rnd = random.Random(11)
+    alphabet = string.ascii_letters + string.digits + "+/=-_ \n*é"
+    texts = [base64.b64encode(rnd.randbytes(k)).decode() for k in range(1, 40)]
+    for text in list(texts):
+        for _ in range(8):  # one character changed, dropped or added
+            i = rnd.randrange(len(text))
+            c = rnd.choice(alphabet)
+            texts += [text[:i] + c + text[i + 1 :], text[:i] + text[i + 1 :], text[:i] + c + text]
+    texts += ["", "====", "A===", "AA==", "AB==", "AAA=", "AAB=", "QQ==", "QR==", "AA==AA=="]
+    for text in texts:
+        msg = golden("recording")
+        msg["data"] = text
+        size = len(base64.b64decode(text)) if _canonical(text) else -1
+        if size > 0 and size % 2 == 0:
+            msg["n"] = size // 2
+            assert p.validate(msg)["data"] == text
+            continue
+        with pytest.raises(ProtocolError) as info:
+            p.validate(msg)
+        assert info.value.field in ("data", "n"), (text, info.value)
+        assert info.value.code == "bad_value", (text, info.value)
+        if size > 0:  # canonical but an odd number of bytes
+            assert "whole number of 2-byte" in info.value.reason
+
+
+def test_recording_reasons_say_what_is_wrong() -> None:
+    def reason(name: str, path: str, value: Any) -> str:
+        with pytest.raises(ProtocolError) as info:
+            p.decode(with_(name, path, value))
+        return info.value.reason
+
+    assert reason("recording", "data", "AAAB*P//AIA=") == (
+        "data: character \"*\" at offset 4 (canonical base64: RFC 4648 alphabet, '=' padding,"
+        " no line breaks)"
+    )
+    assert reason("recording", "n", 3) == "n: 3 does not match data: 8 bytes = 4 s16le samples"
+    assert reason("recording", "part", 2) == "part: 2 is not below parts 2"
+    assert "1767225600123 us is outside [2020-01-01, 2100-01-01)" in reason(
+        "recording", "t0_us", T + 123
+    )
+    assert reason("recording", "sha256", "0" * 64) == (
+        "sha256: only the last part (1) carries the recording's sha256"
+    )
+    assert reason("recording", "n", 2809) == "n: 2809 samples exceed the limit of 2808 per part"
+
+
+def test_recording_in_a_gateway_batch() -> None:
+    inner = golden("recording_last")
+    bad = golden("recording")
+    bad["n"] = 5
+    batch = golden("batch")
+    batch["msgs"] = [
+        {"topic": TOPICS["recording_last"], "payload": inner},
+        {"topic": TOPICS["recording"], "payload": bad},
+    ]
+    _env, good, errors = p.decode_batch(p.canonical_json(batch))
+    assert good == [inner]
+    assert [(i, e.code, e.field) for i, e in errors] == [(1, "bad_value", "n")]
