@@ -17,7 +17,7 @@ table holds one row per recording) and its chunk of samples (``ChunkRow``).
 from __future__ import annotations
 
 import binascii
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
@@ -178,6 +178,23 @@ def to_time_us(us: int) -> datetime:
     return _EPOCH + timedelta(microseconds=us)
 
 
+def _time_memo() -> Callable[[int], datetime]:
+    """``to_time`` remembering its results: one per distinct ms, for one batch.
+
+    Readings of a message, and messages of a gateway batch, mostly share a
+    few timestamps; datetimes are immutable, so rows may share one object.
+    """
+    cache: dict[int, datetime] = {}
+
+    def time_of(ms: int) -> datetime:
+        time = cache.get(ms)
+        if time is None:
+            time = cache[ms] = to_time(ms)
+        return time
+
+    return time_of
+
+
 def clean_text(text: str) -> str:
     """Text PostgreSQL accepts: no NUL, no lone surrogates.
 
@@ -199,12 +216,14 @@ def sender(message: Mapping[str, Any]) -> str:
     return str(ident if ident is not None else message["gw"])
 
 
-def message_key(message: Mapping[str, Any]) -> MessageKey:
-    return (sender(message), message["boot"], message["seq"], to_time(message["ts"]))
+def message_key(
+    message: Mapping[str, Any], time_of: Callable[[int], datetime] = to_time
+) -> MessageKey:
+    return (sender(message), message["boot"], message["seq"], time_of(message["ts"]))
 
 
-def uplink_row(item: Inbound) -> UplinkRow:
-    device_id, boot_id, seq, time = message_key(item.message)
+def uplink_row(item: Inbound, key: MessageKey | None = None) -> UplinkRow:
+    device_id, boot_id, seq, time = key if key is not None else message_key(item.message)
     return (time, device_id, boot_id, seq, item.message["kind"], item.gateway_id, item.received_at)
 
 
@@ -213,15 +232,32 @@ def message_rows(message: Mapping[str, Any], received_at: datetime | None = None
 
     ``received_at`` (default: now) is stored with a recording's chunk.
     """
+    return _message_rows(message, received_at, message_key(message), to_time)
+
+
+def _message_rows(
+    message: Mapping[str, Any],
+    received_at: datetime | None,
+    key: MessageKey,
+    time_of: Callable[[int], datetime],
+) -> MessageRows:
+    """``message_rows`` given the message's key and a ms -> datetime function."""
     kind = message["kind"]
-    device_id, boot_id, seq, time = message_key(message)
+    device_id, boot_id, seq, time = key
     rows = MessageRows()
     if kind == "telemetry":
-        rows.readings = [
-            (to_time(reading["ts"]), device_id, reading["ch"], metric, float(value), boot_id, seq)
-            for reading in message["readings"]
-            for metric, value in reading["values"].items()
-        ]
+        # One datetime per reading, shared by its values (not one per value).
+        readings: list[ReadingRow] = []
+        for reading in message["readings"]:
+            at_ts = time_of(reading["ts"])
+            channel = reading["ch"]
+            readings.extend(
+                [
+                    (at_ts, device_id, channel, metric, float(value), boot_id, seq)
+                    for metric, value in reading["values"].items()
+                ]
+            )
+        rows.readings = readings
     elif kind == "event":
         detail = message.get("detail")
         rows.events = [
@@ -331,20 +367,22 @@ def plan_batch(items: Iterable[Inbound], dead_letters: Iterable[DeadLetter] = ()
     """
     uplinks: dict[MessageKey, UplinkRow] = {}
     content: dict[MessageKey, MessageRows] = {}
+    time_of = _time_memo()
     devices = _DeviceSummary()
     duplicates = 0
     for item in items:
-        key = message_key(item.message)
-        devices.add(item)
+        message = item.message
+        key = message_key(message, time_of)
+        devices.add(item, key[0])
         if key in uplinks:
             duplicates += 1
             continue
-        uplinks[key] = uplink_row(item)
-        content[key] = message_rows(item.message, item.received_at)
+        uplinks[key] = uplink_row(item, key)
+        content[key] = _message_rows(message, item.received_at, key, time_of)
     return BatchPlan(
         uplinks=[uplinks[key] for key in sorted(uplinks)],
         content=content,
-        devices=devices.rows(),
+        devices=devices.rows(time_of),
         dead_letters=[letter.row() for letter in dead_letters],
         duplicates_in_batch=duplicates,
     )
@@ -391,13 +429,13 @@ class _Seen:
     status_at: datetime | None = None
     fw: str | None = None
 
-    def row(self) -> DeviceRow:
+    def row(self, time_of: Callable[[int], datetime] = to_time) -> DeviceRow:
         return (
             self.device_id,
             self.role,
             self.first_seen,
             self.last_seen,
-            to_time(self.latest_ts),
+            time_of(self.latest_ts),
             self.boot_id,
             self.gateway_id,
             self.status,
@@ -412,9 +450,10 @@ class _DeviceSummary:
     def __init__(self) -> None:
         self._seen: dict[str, _Seen] = {}
 
-    def add(self, item: Inbound) -> None:
+    def add(self, item: Inbound, device_id: str | None = None) -> None:
         message = item.message
-        device_id = sender(message)
+        if device_id is None:
+            device_id = sender(message)
         seen = self._seen.get(device_id)
         if seen is None:
             seen = _Seen(
@@ -445,5 +484,5 @@ class _DeviceSummary:
             seen.status_at = item.received_at
             seen.fw = message.get("fw")
 
-    def rows(self) -> list[DeviceRow]:
-        return [self._seen[key].row() for key in sorted(self._seen)]
+    def rows(self, time_of: Callable[[int], datetime] = to_time) -> list[DeviceRow]:
+        return [self._seen[key].row(time_of) for key in sorted(self._seen)]
