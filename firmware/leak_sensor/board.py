@@ -4,7 +4,15 @@ Only ``make_board(pins)`` touches ``machine``; importing creates nothing.
 ``board.json`` example::
 
     {"i2s": {"id": 0, "sck": 26, "ws": 25, "sd": 33, "rate": 8000},
-     "battery_adc": 35, "battery_ratio": 2.0, "sensor_power": 27, "wdt_ms": 60000}
+     "battery_adc": 35, "battery_ratio": 2.0, "sensor_power": 27, "wdt_ms": 60000,
+     "rtc_ppm": 50, "ntp_unc_us": 500000}
+
+Clock quality (``clock_quality()``, stamped on raw recordings): ``main.py``
+calls ``clock_synced()`` after a successful NTP sync (saved on flash, it
+survives deep sleep and power cuts). The uncertainty is ``ntp_unc_us`` at the
+sync (MicroPython's ``ntptime`` sets whole seconds, and ``time_ms()`` has a
+one-second resolution: half a second by default) plus the RTC's drift
+``rtc_ppm`` µs per second since; without any sync the source is ``rtc``.
 """
 
 from fwstore import JsonStore
@@ -23,6 +31,7 @@ class LeakBoard:
         # machine: the ``machine`` module (make_board), or a stand-in in tests
         self.m = machine
         self.pins = pins
+        self.data_dir = data_dir
         self.store = JsonStore(data_dir)
         self.rtc = machine.RTC()  # type: _machine.RTC
         self._i2s = None  # type: _machine.I2S | None
@@ -44,6 +53,25 @@ class LeakBoard:
         if time.gmtime(0)[0] == 2000:
             t += 946684800
         return None if t < 1577836800 else t * 1000
+
+    def clock_synced(self):
+        # type: () -> None
+        """The RTC was just set from NTP."""
+        now = self.time_ms()
+        if now is not None:
+            self.store.save("clock", {"src": "ntp", "ms": now})
+
+    def clock_quality(self):
+        # type: () -> tuple[str, int, int]
+        """(source, uncertainty µs, age s) of the clock now."""
+        now = self.time_ms() or 0
+        last = self.store.load("clock")
+        ppm = self.pins.get("rtc_ppm", 50)
+        if last is None or not isinstance(last.get("ms"), int) or last["ms"] > now:
+            # never synced here: an RTC set by hand or kept across a power cut
+            return "rtc", 1000000000000, 0
+        age_s = (now - last["ms"]) // 1000
+        return "ntp", self.pins.get("ntp_unc_us", 500000) + ppm * age_s, age_s
 
     def ticks_ms(self):
         # type: () -> int

@@ -27,8 +27,8 @@ def main():
     cold = machine.reset_cause() != machine.DEEPSLEEP_RESET
     if cfg.get("wifi"):
         netup.wifi(cfg["wifi"]["ssid"], cfg["wifi"]["key"])
-    if cold:
-        netup.sync_clock(cfg.get("ntp"))
+    if cold and netup.sync_clock(cfg.get("ntp")):
+        board.clock_synced()
     spool = Spool("/data/spool", max_bytes=64 * 1024, max_records=512)
     up = Uplink(cfg["dev"], "leak_sensor", FW, ident, spool, board.time_ms)
     LeakApp(board, cfg, up, netup.make_client_factory(cfg)).run()

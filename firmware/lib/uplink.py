@@ -26,8 +26,8 @@ if TYPE_CHECKING:  # pragma: no cover - never true at run time
 
     from edge.spool import Spool  # noqa: F401  (used in type comments)
 
-_KIND_LETTER = {"telemetry": b"t", "event": b"e", "ack": b"a", "status": b"s"}
-_LETTER_KIND = {116: "telemetry", 101: "event", 97: "ack", 115: "status"}
+_KIND_LETTER = {"telemetry": b"t", "event": b"e", "ack": b"a", "status": b"s", "recording": b"r"}
+_LETTER_KIND = {116: "telemetry", 101: "event", 97: "ack", 115: "status", 114: "recording"}
 
 
 class Identity:

@@ -9,6 +9,8 @@ nothing twice within a connection. The leak sensor runs wake cycles.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import sys
 from pathlib import Path
@@ -42,6 +44,7 @@ class Broker:
         self.published: list[tuple[str, bytes, bool]] = []
         self.wills: list[bytes] = []  # published on abnormal disconnects
         self.clients: list[FakeClient] = []
+        self.commands: list[bytes] = []  # down/cmd held for the device (persistent session)
 
     def messages(self, kind: str | None = None) -> list[dict[str, Any]]:
         out = [protocol.decode(p, t) for t, p, _ in self.published]
@@ -305,11 +308,16 @@ def test_cabinet_commands_dedup_expiry_and_errors(tmp_path: Path) -> None:
 
 
 class FakeLeakBoard:
-    def __init__(self, clock: list[int]) -> None:
+    def __init__(self, clock: list[int], folder: Path) -> None:
         self.clock = clock
+        self.data_dir = str(folder)
         self.files: dict[str, Any] = {}
         self.rtc = b""
         self.read = 0
+        self.audio = bytearray()  # every sample handed out, s16le
+
+    def clock_quality(self) -> tuple[str, int, int]:
+        return ("ntp", 900, 300)
 
     def time_ms(self) -> int:
         return self.clock[0]
@@ -322,8 +330,10 @@ class FakeLeakBoard:
 
     def audio_readinto(self, buf: Any) -> int:
         for i in range(len(buf)):
-            buf[i] = (i * 37) % 200 - 100  # a quiet, deterministic signal
+            # a quiet, deterministic signal, different in every block
+            buf[i] = ((self.read + i) * 37) % 200 - 100
         self.read += len(buf)
+        self.audio += buf.tobytes()
         self.clock[0] += len(buf) * 1000 // 8000
         return len(buf)
 
@@ -361,7 +371,7 @@ def test_leak_sensor_cycles(tmp_path: Path) -> None:
     h = 3600000
     clock = [1768435200000 + h + 600000]  # 01:10 UTC = 02:10 local, inside the window
     broker = Broker()
-    board = FakeLeakBoard(clock)
+    board = FakeLeakBoard(clock, tmp_path)
     cfg = {"dev": "leak-0107", "listen_s": 10, "utc_offset_min": 60}
     spool = Spool(str(tmp_path / "spool"), max_bytes=64 * 1024, max_records=512)
     ident = restore_identity(board, bytes(range(8)))
@@ -379,6 +389,8 @@ def test_leak_sensor_cycles(tmp_path: Path) -> None:
     assert len(tele) == 1
     values = tele[0]["readings"][0]["values"]
     assert values["battery_v"] == 3.581 and "noise_min_db" in values
+    assert values["recordings_count"] == 0  # record_raw is off by default
+    assert not broker.messages("recording")
     # telemetry queued first (seq 0); the connection takes 1 (will) and 2
     # (online); the clean shutdown publishes the will itself, last
     assert [(m["kind"], m["seq"]) for m in broker.messages()] == [
@@ -406,6 +418,166 @@ def test_leak_sensor_cycles(tmp_path: Path) -> None:
     app4.cycle()
     assert len(spool) == 0
     assert len(broker.messages("telemetry")) == 2  # measured once that night
+
+
+LEAK_DEV = "leak-0107"
+H = 3600000
+NIGHT = 1768435200000 + H + 600000  # 2026-01-15T01:10Z = 02:10 local, inside the window
+
+
+class LeakClient(FakeClient):
+    """Delivers the commands the broker held for the device once connected."""
+
+    def subscribe(self, topic: str, qos: int = 1) -> int:
+        assert topic == f"lumeau/v1/dev/{LEAK_DEV}/down/cmd"
+        self.incoming.extend(self.broker.commands)
+        self.broker.commands.clear()
+        return 1
+
+
+def make_leak(
+    board: FakeLeakBoard, folder: Path, broker: Broker, cfg: dict[str, Any], seed: int = 0
+) -> LeakApp:
+    """One wake's app: the boot from RTC memory, or a new one (seed) after a power cut."""
+    spool = Spool(str(folder / "spool"), max_bytes=64 * 1024, max_records=512)
+    ident = restore_identity(board, bytes([seed] * 8))
+    up = Uplink(LEAK_DEV, "leak_sensor", "0.1.0", ident, spool, board.time_ms)
+    return LeakApp(board, {"dev": LEAK_DEV, **cfg}, up, lambda: LeakClient(broker))
+
+
+def wake(app: LeakApp) -> int:
+    sleep = app.cycle()
+    app.save_identity()
+    app.up.spool.close()
+    return sleep
+
+
+def leak_cmd(cid: str, name: str, args: dict[str, Any], now: int) -> bytes:
+    return protocol.encode({"v": 1, "kind": "cmd", "dev": LEAK_DEV, "id": cid, "name": name,
+                            "args": args, "ts": now, "exp": now + H})  # fmt: skip
+
+
+def reassemble(msgs: list[dict[str, Any]], rec: str) -> tuple[bytes, str | None]:
+    """The samples of ``rec`` from its chunks (each part exactly once) and the sent sha256."""
+    parts = sorted((m for m in msgs if m["rec"] == rec), key=lambda m: m["part"])
+    assert [m["part"] for m in parts] == list(range(parts[0]["parts"])), "each part once"
+    data = b"".join(base64.b64decode(m["data"], validate=True) for m in parts)
+    return data, parts[-1].get("sha256")
+
+
+def test_leak_night_with_raw_recording_then_release(tmp_path: Path) -> None:
+    clock = [NIGHT]
+    broker = Broker()
+    board = FakeLeakBoard(clock, tmp_path)
+    cfg = {"listen_s": 3, "utc_offset_min": 60, "record_raw": True}
+    app = make_leak(board, tmp_path, broker, cfg)
+    sleep = wake(app)
+    fed = bytes(board.audio[: 3 * 8000 * 2])  # the samples fed to NightFeatures
+    recs = broker.messages("recording")
+    assert len(recs) == 9  # 24000 samples in chunks of 2808
+    rec = recs[0]["rec"]
+    assert rec == app.up.ident.boot + "-1"
+    assert recs[0]["t0_us"] == NIGHT * 1000 and recs[0]["fs"] == 8000
+    assert recs[0]["clock"] == {"src": "ntp", "unc_us": 900, "age_s": 300}
+    data, sha = reassemble(recs, rec)
+    assert data == fed
+    assert sha == hashlib.sha256(data).hexdigest() == hashlib.sha256(fed).hexdigest()
+    # the telemetry came first and reports the store
+    kinds = [m["kind"] for m in broker.messages() if m["kind"] != "status"]
+    assert kinds == ["telemetry"] + ["recording"] * 9
+    values = broker.messages("telemetry")[0]["readings"][0]["values"]
+    assert values["recordings_count"] == 1
+    assert values["recording_parts_count"] == 9
+    assert values["recordings_dropped_count"] == 0
+    # all sent: sleep until tomorrow's window; the recording stays until released
+    assert clock[0] + sleep == 1768435200000 + 25 * H
+    assert app.store.pending() == 0 and len(app.store) == 1
+    assert sorted(p.name for p in (tmp_path / "rec").iterdir() if p.suffix != ".jsn") == [
+        "00000001.met", "00000001.raw"]  # fmt: skip
+
+    # next night, without record_raw: the backend releases it (and an unknown command)
+    clock[0] += sleep + 60000
+    broker.commands += [
+        leak_cmd("c-1", "release_recording", {"rec": rec}, clock[0]),
+        leak_cmd("c-2", "set_level", {"ch": 1, "level_pct": 5}, clock[0]),
+    ]
+    app2 = make_leak(board, tmp_path, broker, {"listen_s": 3, "utc_offset_min": 60})
+    assert len(app2.store) == 1  # kept across deep sleep
+    wake(app2)
+    acks = broker.messages("ack")
+    assert [(a["cmd"], a["ok"]) for a in acks] == [("c-1", True), ("c-2", False)]
+    assert acks[0]["result"] == {"released": True}
+    assert acks[1]["err"]["code"] == "unknown_command"
+    assert len(app2.store) == 0
+    assert [p.name for p in (tmp_path / "rec").iterdir() if p.suffix != ".jsn"] == []
+    assert len(broker.messages("recording")) == 9  # nothing recorded the second night
+    # a command delivered again is acked again, not executed again
+    broker.commands.append(leak_cmd("c-1", "release_recording", {"rec": rec}, clock[0]))
+    clock[0] += 25 * H
+    wake(make_leak(board, tmp_path, broker, {"listen_s": 3, "utc_offset_min": 60}))
+    assert [a["result"] for a in broker.messages("ack") if a["cmd"] == "c-1"] == [
+        {"released": True}] * 2  # fmt: skip
+
+
+def test_leak_get_recording_asks_for_tonight(tmp_path: Path) -> None:
+    clock = [NIGHT]
+    broker = Broker()
+    board = FakeLeakBoard(clock, tmp_path)
+    cfg = {"listen_s": 2, "utc_offset_min": 60}
+    # the backend asks for tonight's recording; the sensor hears it after measuring
+    broker.commands.append(leak_cmd("c-9", "get_recording", {"since": NIGHT - H}, NIGHT))
+    wake(make_leak(board, tmp_path, broker, cfg))
+    acks = broker.messages("ack")
+    assert [(a["cmd"], a["ok"], a["result"]) for a in acks] == [
+        ("c-9", True, {"recs": [], "parts": 0})]  # fmt: skip
+    recs = broker.messages("recording")
+    assert len(recs) == 6  # 16000 samples, recorded in the same wake
+    assert len(broker.messages("telemetry")) == 1  # measured once
+    data, sha = reassemble(recs, recs[0]["rec"])
+    assert len(data) == 2 * 16000 and sha == hashlib.sha256(data).hexdigest()
+    first = 16 * 1024 * 2  # the first listen read 16 blocks of 1024 (the last one in part)
+    assert data == bytes(board.audio[first : first + 2 * 16000])
+    assert recs[0]["t0_us"] > NIGHT * 1000  # the second listen, after the first
+    # done once: the next wake tonight records nothing more
+    clock[0] += 600000
+    n = len(broker.published)
+    wake(make_leak(board, tmp_path, broker, cfg))
+    assert len(broker.published) == n
+
+
+def test_leak_recording_resumes_after_reboot_between_chunks(tmp_path: Path) -> None:
+    clock = [NIGHT]
+    broker = Broker()
+    board = FakeLeakBoard(clock, tmp_path)
+    cfg = {"listen_s": 3, "utc_offset_min": 60, "record_raw": True, "rec_parts_per_wake": 4}
+    app = make_leak(board, tmp_path, broker, cfg)
+    boot1 = app.up.ident.boot
+    # wake 1: telemetry and 4 parts (the per-wake bound); more are waiting: 15 min
+    assert wake(app) == 900000
+    assert [m["part"] for m in broker.messages("recording")] == [0, 1, 2, 3]
+    # wake 2: the broker is down; 4 more parts wait in the spool
+    clock[0] += 900000
+    broker.up = False
+    app = make_leak(board, tmp_path, broker, cfg)
+    assert wake(app) == 900000
+    assert app.store.pending() == 1 and len(app.up.spool) == 4
+    # a power cut: RTC memory is lost, a new boot starts from flash
+    board.rtc = b""
+    clock[0] += 900000
+    broker.up = True
+    app = make_leak(board, tmp_path, broker, cfg, seed=7)
+    assert app.up.ident.boot != boot1 and len(app.up.spool) == 4
+    sleep = wake(app)
+    assert app.store.pending() == 0
+    assert clock[0] + sleep == 1768435200000 + 25 * H  # done: tomorrow's window
+    recs = broker.messages("recording")
+    # parts 4..7 as queued by the first boot, then part 8 by the second
+    assert [(m["part"], m["boot"]) for m in recs] == [(p, boot1) for p in range(8)] + [
+        (8, app.up.ident.boot)]  # fmt: skip
+    data, sha = reassemble(recs, boot1 + "-1")  # each part exactly once
+    assert data == bytes(board.audio[: 3 * 8000 * 2])
+    assert sha == hashlib.sha256(data).hexdigest()
+    assert len(broker.messages("telemetry")) == 1
 
 
 def test_identity_bytes_roundtrip_and_garbage() -> None:
