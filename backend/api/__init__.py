@@ -8,6 +8,7 @@ Layout (after the full-stack-fastapi-template)::
     permissions.py  roles, permissions and the route -> permission matrix (data)
     errors.py       problem+json error bodies and the exception handlers
     tokens.py       token generation and hashing (pure)
+    broker.py       BrokerAdmin: how provisioned devices get broker passwords
     schemas.py      request/response models (XCreate, XPublic, ...)
     queries/        the SQL, one module per resource
     routes/         thin handlers, one module per resource

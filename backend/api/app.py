@@ -16,11 +16,13 @@ from typing import Final
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.routing import APIRoute, iter_route_contexts
 
+from backend.api.broker import BrokerAdmin, DevStackBrokerAdmin, Provisioning
 from backend.api.db import DEFAULT_MAX_CONNECTIONS, Database
 from backend.api.deps import authorize
 from backend.api.errors import AUTH_RESPONSES, install_handlers
 from backend.api.permissions import API_PREFIX, PUBLIC, ROUTES, Permission
 from backend.api.routes import devices, diagnostics, events, health, me, tokens
+from backend.devstack.broker import SERVICE_USER as DEV_SERVICE_USER
 from backend.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -44,8 +46,18 @@ admin; the permission matrix is in `docs/api.md`.
 """
 
 
-def create_app(settings: Settings, *, max_connections: int = DEFAULT_MAX_CONNECTIONS) -> FastAPI:
-    """The application for ``settings`` (its database is opened in the lifespan)."""
+def create_app(
+    settings: Settings,
+    *,
+    max_connections: int = DEFAULT_MAX_CONNECTIONS,
+    broker_admin: BrokerAdmin | None = None,
+) -> FastAPI:
+    """The application for ``settings`` (its database is opened in the lifespan).
+
+    ``broker_admin`` gives provisioned devices their broker passwords
+    (``backend.api.broker``); by default, the development stack of
+    ``settings.run_dir`` (loaded when a device is provisioned, not here).
+    """
     conninfo = settings.database_url.get_secret_value()
 
     @asynccontextmanager
@@ -80,6 +92,13 @@ def create_app(settings: Settings, *, max_connections: int = DEFAULT_MAX_CONNECT
     app.include_router(public)
     app.include_router(protected)
     app.state.route_permissions = route_permissions(app, public)
+    app.state.provisioning = Provisioning(
+        admin=broker_admin if broker_admin is not None else DevStackBrokerAdmin(settings),
+        broker_host=settings.mqtt_host,
+        broker_port=settings.mqtt_port,
+        tls=settings.mqtt_tls_ca is not None,
+        reserved_users=frozenset({settings.mqtt_username, DEV_SERVICE_USER}),
+    )
     return app
 
 

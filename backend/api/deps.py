@@ -18,6 +18,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from backend.api import errors
+from backend.api.broker import Provisioning
 from backend.api.db import AsyncConn, Database
 from backend.api.permissions import Permission, Role, allowed
 from backend.api.queries import auth as auth_queries
@@ -121,5 +122,11 @@ async def authorize(
     )
 
 
+def get_provisioning(request: Request) -> Provisioning:
+    provisioning: Provisioning = request.app.state.provisioning
+    return provisioning
+
+
 CurrentPrincipal = Annotated[Principal, Depends(authorize)]
+ProvisioningDep = Annotated[Provisioning, Depends(get_provisioning)]
 DatabaseDep = Annotated[Database, Depends(get_database)]

@@ -108,6 +108,10 @@ def unprocessable(detail: str, location: str | None = None) -> ApiError:
     return ApiError(422, "validation-error", detail, errors=errors)
 
 
+def unavailable(detail: str) -> ApiError:
+    return ApiError(503, "service-unavailable", detail, headers={"Retry-After": "5"})
+
+
 _TITLES: Final = {
     400: "Bad Request",
     401: "Unauthorized",

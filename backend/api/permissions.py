@@ -32,6 +32,7 @@ class Role(StrEnum):
 class Permission(StrEnum):
     ME_READ = "me:read"
     DEVICES_READ = "devices:read"
+    DEVICES_PROVISION = "devices:provision"
     TELEMETRY_READ = "telemetry:read"
     EVENTS_READ = "events:read"
     DEAD_LETTERS_READ = "dead_letters:read"
@@ -47,6 +48,8 @@ _EVERYONE: Final = frozenset(Role)
 MATRIX: Final[Mapping[Permission, frozenset[Role]]] = {
     Permission.ME_READ: _EVERYONE,
     Permission.DEVICES_READ: _EVERYONE,
+    # Issues broker credentials: who installs and replaces devices in the field.
+    Permission.DEVICES_PROVISION: frozenset({Role.TECHNICIAN, Role.ADMIN}),
     Permission.TELEMETRY_READ: _EVERYONE,
     Permission.EVENTS_READ: _EVERYONE,
     # Raw rejected payloads: diagnosis material, may hold anything a device sent.
@@ -61,6 +64,7 @@ ROUTES: Final[Mapping[tuple[str, str], Permission | None]] = {
     ("GET", f"{API_PREFIX}/health"): PUBLIC,
     ("GET", f"{API_PREFIX}/me"): Permission.ME_READ,
     ("GET", f"{API_PREFIX}/devices"): Permission.DEVICES_READ,
+    ("POST", f"{API_PREFIX}/devices"): Permission.DEVICES_PROVISION,
     ("GET", f"{API_PREFIX}/devices/{{device_id}}"): Permission.DEVICES_READ,
     ("GET", f"{API_PREFIX}/devices/{{device_id}}/telemetry"): Permission.TELEMETRY_READ,
     ("GET", f"{API_PREFIX}/events"): Permission.EVENTS_READ,

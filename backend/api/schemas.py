@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Final, Literal, Self
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from backend.api.permissions import Role
 
@@ -440,3 +440,92 @@ class TokenCreated(BaseModel):
 
 class TokensPublic(BaseModel):
     items: list[TokenPublic]
+
+
+# --- device provisioning --------------------------------------------------------
+
+# A device id (the protocol's rule, edge.protocol) that is also a broker user
+# name (backend.devstack.broker.check_username: it cannot start with '.', '_'
+# or '-'); the device's broker user is its id, which the broker's ACL
+# patterns (%u) use.
+PROVISION_ID_PATTERN: Final = r"^[a-z0-9][a-z0-9._-]{0,63}$"
+
+
+class ProvisionRole(StrEnum):
+    """The roles a device can be provisioned with (gateways are not devices here)."""
+
+    CABINET = "cabinet"
+    LEAK_SENSOR = "leak_sensor"
+
+
+class DeviceProvision(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"device_id": "cab-0042", "role": "cabinet", "site": "nord"}]
+        },
+    )
+
+    device_id: str = Field(
+        pattern=PROVISION_ID_PATTERN,
+        description="the protocol's device id; also the device's broker user name",
+    )
+    role: ProvisionRole
+    site: Site | None = Field(None, description="kept as is when omitted")
+
+    @field_validator("device_id")
+    @classmethod
+    def _protocol_id(cls, value: str) -> str:
+        # The protocol's own rules (the topic helper raises on a bad id), so the
+        # API can never issue credentials for topics devices cannot use.
+        from edge import protocol
+
+        try:
+            protocol.uplink_topic(value, "telemetry")
+        except protocol.ProtocolError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+
+class ProvisionQuery(_Query):
+    rotate: bool = Field(
+        False, description="replace existing credentials (the old password stops working)"
+    )
+
+
+class DeviceCredentials(BaseModel):
+    """The only answer that ever shows a device's broker password: store it now."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "device_id": "cab-0042",
+                    "role": "cabinet",
+                    "site": "nord",
+                    "username": "cab-0042",
+                    "password": "c2hvd24gb25jZSwgbmV2ZXIgc3RvcmVkIGhlcmU",
+                    "broker_host": "127.0.0.1",
+                    "broker_port": 1883,
+                    "tls": False,
+                    "publish_topics": ["lumeau/v1/dev/cab-0042/up/#"],
+                    "subscribe_topics": ["lumeau/v1/dev/cab-0042/down/#"],
+                    "rotated": False,
+                    "credentials_set_at": "2026-01-10T21:40:00Z",
+                }
+            ]
+        }
+    )
+
+    device_id: str
+    role: ProvisionRole
+    site: str | None
+    username: str = Field(description="the broker user name: the device id")
+    password: str = Field(description="shown once; the database keeps only its SHA-256")
+    broker_host: str
+    broker_port: int
+    tls: bool = Field(description="whether the broker is reached over TLS")
+    publish_topics: list[str] = Field(description="topic filters the device may publish to")
+    subscribe_topics: list[str] = Field(description="topic filters the device may read")
+    rotated: bool = Field(description="true if earlier credentials were replaced")
+    credentials_set_at: datetime

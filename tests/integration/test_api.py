@@ -118,6 +118,16 @@ INSERT INTO uplink_message (time, device_id, boot_id, seq, kind) VALUES
 """
 
 
+class RecordingBroker:
+    """A ``BrokerAdmin`` that only records: these tests never touch a real broker."""
+
+    def __init__(self) -> None:
+        self.users: dict[str, str] = {}
+
+    def set_password(self, username: str, password: str) -> None:
+        self.users[username] = password
+
+
 @dataclass
 class Api:
     url: str = field(repr=False)  # holds a password
@@ -144,7 +154,8 @@ def api(stack: object) -> Iterator[Api]:
         with psycopg.connect(url) as conn:
             conn.execute(SEED)
         tokens = {role: issue(url, f"{role.value}-{RUN}", role) for role in Role}
-        with TestClient(create_app(settings_for(url))) as client:
+        app = create_app(settings_for(url), broker_admin=RecordingBroker())
+        with TestClient(app) as client:
             yield Api(url, client, tokens)
 
 
@@ -174,6 +185,10 @@ def _sample_request(api: Api, method: str, path: str) -> tuple[str, dict[str, An
     if (method, path) == ("DELETE", "/api/v1/tokens/{token_id}"):
         victim = issue(api.url, f"victim-{uuid.uuid4().hex[:8]}", Role.PLANNER)
         return path.format(token_id=victim.token_id), {}
+    if (method, path) == ("POST", "/api/v1/devices"):
+        # The seeded cabinet, rotated: no new device for the listing tests to see.
+        device = {"device_id": CABINET, "role": "cabinet"}
+        return path, {"json": device, "params": {"rotate": "true"}}
     if (method, path) == ("POST", "/api/v1/tokens"):
         return path, {"json": {"user": f"new-{uuid.uuid4().hex[:8]}", "role": "planner"}}
     params = {"metric": "power_w"} if path.endswith("/telemetry") else {}

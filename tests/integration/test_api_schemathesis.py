@@ -43,7 +43,7 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`"),
 ]
 
-MAX_EXAMPLES = 20  # per operation and mode: 11 operations x 2 modes x 20 requests
+MAX_EXAMPLES = 20  # per operation and mode: 12 operations x 2 modes x 20 requests
 
 
 async def _admin_token(url: str) -> str:
@@ -60,6 +60,13 @@ async def _admin_token(url: str) -> str:
             actor_token_id=None,
         )
     return issued.token
+
+
+class RecordingBroker:
+    """A ``BrokerAdmin`` that only records: generated devices never reach a broker."""
+
+    def set_password(self, username: str, password: str) -> None:
+        pass
 
 
 @dataclass(frozen=True)
@@ -82,7 +89,8 @@ def fuzzed(stack: object) -> Iterator[Fuzzed]:
                 database_url=url,  # type: ignore[arg-type]
                 mqtt_username="api-fuzz",
                 mqtt_password=secrets.token_hex(12),  # type: ignore[arg-type]
-            )
+            ),
+            broker_admin=RecordingBroker(),
         )
         yield Fuzzed(url, schemathesis.openapi.from_asgi("/api/v1/openapi.json", app))
 

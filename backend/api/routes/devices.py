@@ -1,23 +1,38 @@
-"""``/api/v1/devices``: the device registry and per-device telemetry."""
+"""``/api/v1/devices``: the device registry, provisioning, per-device telemetry."""
 
 from __future__ import annotations
 
-from typing import Annotated
+import hashlib
+import logging
+import secrets
+from typing import Annotated, Final
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Response
+from starlette.concurrency import run_in_threadpool
 
 from backend.api import errors
-from backend.api.deps import Conn
+from backend.api.broker import BrokerAdminError
+from backend.api.deps import Conn, CurrentPrincipal, ProvisioningDep
 from backend.api.queries import devices as queries
+from backend.api.queries import provisioning
 from backend.api.schemas import (
     DEVICE_ID_PATTERN,
+    DeviceCredentials,
+    DeviceProvision,
     DevicePublic,
     DevicesPublic,
     DevicesQuery,
+    ProvisionQuery,
+    ProvisionRole,
     TelemetryPoint,
     TelemetryPublic,
     TelemetryQuery,
 )
+from edge import protocol
+
+log = logging.getLogger(__name__)
+
+PASSWORD_BYTES: Final = 24  # 192 bits from the OS's CSPRNG: 32 URL-safe characters
 
 router = APIRouter(prefix="/devices", tags=["devices"])
 
@@ -41,6 +56,85 @@ async def list_devices(conn: Conn, query: Annotated[DevicesQuery, Query()]) -> D
         total=total,
         limit=query.limit,
         offset=query.offset,
+    )
+
+
+@router.post(
+    "",
+    response_model=DeviceCredentials,
+    status_code=201,
+    summary="Provision a device: broker credentials, shown once",
+    description=(
+        "Registers the device (or completes a row ingest created) and gives it a"
+        " broker user, its device id, with a new random password. The password is"
+        " in this answer only: the broker keeps a salted hash, the database a"
+        " SHA-256. The broker's ACL lets the device publish under"
+        " `lumeau/v1/dev/{id}/up/` and read `lumeau/v1/dev/{id}/down/` only."
+        " A device that has credentials is refused (409) unless `rotate=true`,"
+        " which makes the old password stop working. Audited."
+    ),
+    responses={
+        409: {
+            "model": errors.Problem,
+            "description": "Credentials exist (no `rotate`), another role, or a reserved id",
+        },
+        503: {"model": errors.Problem, "description": "The broker could not be updated"},
+    },
+)
+async def provision_device(
+    conn: Conn,
+    principal: CurrentPrincipal,
+    setup: ProvisioningDep,
+    response: Response,
+    body: DeviceProvision,
+    query: Annotated[ProvisionQuery, Query()],
+) -> DeviceCredentials:
+    device_id = body.device_id
+    if device_id in setup.reserved_users:
+        raise errors.conflict(f"{device_id!r} is a broker user of the backend; pick another id")
+    password = secrets.token_urlsafe(PASSWORD_BYTES)
+
+    async def set_password() -> None:
+        try:
+            await run_in_threadpool(setup.admin.set_password, device_id, password)
+        except BrokerAdminError as exc:
+            log.error("provisioning %s: %s", device_id, exc)
+            raise errors.unavailable(
+                f"the broker could not be given the credentials of {device_id!r};"
+                " nothing was changed (the server log says why)"
+            ) from None
+
+    try:
+        done = await provisioning.provision_device(
+            conn,
+            device_id=device_id,
+            role=body.role.value,
+            site=body.site,
+            rotate=query.rotate,
+            password_sha256=hashlib.sha256(password.encode("ascii")).digest(),
+            set_password=set_password,
+            actor=principal.actor,
+            actor_token_id=principal.token_id,
+        )
+    except provisioning.ProvisionProblem as exc:
+        raise errors.conflict(exc.detail) from None
+    # A secret: no cache may keep this answer.
+    response.headers["Cache-Control"] = "no-store"
+    up = protocol.uplink_topic(device_id, "telemetry").rpartition("/")[0]
+    down = protocol.downlink_topic(device_id, "cmd").rpartition("/")[0]
+    return DeviceCredentials(
+        device_id=device_id,
+        role=ProvisionRole(done.role),
+        site=done.site,
+        username=device_id,
+        password=password,
+        broker_host=setup.broker_host,
+        broker_port=setup.broker_port,
+        tls=setup.tls,
+        publish_topics=[f"{up}/#"],
+        subscribe_topics=[f"{down}/#"],
+        rotated=done.rotated,
+        credentials_set_at=done.credentials_set_at,
     )
 
 
