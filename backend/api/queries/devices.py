@@ -8,6 +8,7 @@ from typing import Any, Final
 from psycopg import sql
 
 from backend.api.db import AsyncConn
+from backend.api.queries._where import Where
 from backend.api.schemas import Presence
 
 _COLUMNS: Final = sql.SQL(
@@ -20,21 +21,14 @@ _COLUMNS: Final = sql.SQL(
 def _device_filters(
     role: str | None, site: str | None, status: Presence | None
 ) -> tuple[sql.Composable, list[Any]]:
-    clauses: list[sql.Composable] = []
-    params: list[Any] = []
-    if role is not None:
-        clauses.append(sql.SQL("role = %s"))
-        params.append(role)
-    if site is not None:
-        clauses.append(sql.SQL("site = %s"))
-        params.append(site)
+    where = Where()
+    where.equals("role", role)
+    where.equals("site", site)
     if status is Presence.UNKNOWN:
-        clauses.append(sql.SQL("last_status IS NULL"))
+        where.add("last_status IS NULL")
     elif status is not None:
-        clauses.append(sql.SQL("last_status = %s"))
-        params.append(status.value)
-    where = sql.SQL(" WHERE ") + sql.SQL(" AND ").join(clauses) if clauses else sql.SQL("")
-    return where, params
+        where.add("last_status = %s", status.value)
+    return where.sql(), where.params
 
 
 async def list_devices(

@@ -8,6 +8,7 @@ from typing import Any, Final
 from psycopg import sql
 
 from backend.api.db import AsyncConn
+from backend.api.queries._where import Where
 
 PAYLOAD_PREVIEW_BYTES: Final = 4096
 
@@ -24,27 +25,18 @@ async def list_dead_letters(
     offset: int,
 ) -> list[dict[str, Any]]:
     """Newest first, with the payload cut to its first ``PAYLOAD_PREVIEW_BYTES``."""
-    clauses: list[sql.Composable] = []
-    params: list[Any] = []
+    where = Where()
     for column, value in (("device_id", device_id), ("code", code), ("source", source)):
-        if value is not None:
-            clauses.append(sql.SQL("{} = %s").format(sql.Identifier(column)))
-            params.append(value)
-    if start is not None:
-        clauses.append(sql.SQL("received_at >= %s"))
-        params.append(start)
-    if end is not None:
-        clauses.append(sql.SQL("received_at < %s"))
-        params.append(end)
-    where = sql.SQL(" WHERE ") + sql.SQL(" AND ").join(clauses) if clauses else sql.SQL("")
+        where.equals(column, value)
+    where.between("received_at", start, end)
     cur = await conn.execute(
         sql.SQL(
             "SELECT id, received_at, topic, code, reason, field, device_id, source,"
             " octet_length(payload) AS payload_size,"
             " substring(payload FROM 1 FOR %s) AS payload_head"
             " FROM dead_letter{} ORDER BY received_at DESC, id DESC LIMIT %s OFFSET %s"
-        ).format(where),
-        [PAYLOAD_PREVIEW_BYTES, *params, limit, offset],
+        ).format(where.sql()),
+        [PAYLOAD_PREVIEW_BYTES, *where.params, limit, offset],
     )
     return await cur.fetchall()
 
