@@ -323,6 +323,8 @@ class LeakApp:
             return self.retry_s * 1000
         if sent and self.store.pending():
             return self.retry_s * 1000  # more recording parts: a short sleep, not a night
+        if now2 < start:
+            return max(start - now2, 1000)  # woken before tonight's window: sleep until it opens
         nxt, _ = window_bounds(max(now2, end), self.start_min, self.end_min, self.offset_min)
         return max(nxt - now2, 1000)
 

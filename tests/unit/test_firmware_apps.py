@@ -407,6 +407,11 @@ def test_leak_sensor_cycles(tmp_path: Path) -> None:
     n = len(broker.published)
     app2.cycle()
     assert len(broker.published) == n
+    # a wake before tonight's window (a cold boot at 00:30 UTC) sleeps until it
+    # opens, not until tomorrow's: tonight's measurement is not lost
+    clock[0] = 1768435200000 + 24 * h + 1800000
+    assert LeakApp(board, cfg, up2, lambda: LeakClient(broker)).cycle() == 1800000
+    assert len(broker.published) == n
     # with the broker down inside the window: measured, kept, retried in 15 min
     clock[0] = 1768435200000 + 25 * h + 60000
     broker.up = False
