@@ -20,7 +20,17 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.services
 
-HYPERTABLES = {"uplink_message", "reading", "event", "device_status", "command_ack"}
+HYPERTABLES = {
+    "uplink_message",
+    "reading",
+    "event",
+    "device_status",
+    "command_ack",
+    "reading_hourly_rollup",
+    "reading_daily_rollup",
+    "device_energy_daily",
+    "site_daily_rollup",
+}
 
 
 @pytest.fixture(scope="module")
