@@ -23,6 +23,9 @@ _COMMAND_MODULES = (
     "firmware.tools.cli",  # lumeau firmware build|provision|flash
     "backend.demo",  # lumeau demo
     "backend.bench_cli",  # lumeau bench
+    "backend.alerts.cli",  # lumeau alerts run
+    "backend.notify.cli",  # lumeau notify run|test
+    "backend.maintenance.cli",  # lumeau maintenance run
 )
 
 

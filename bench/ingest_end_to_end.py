@@ -28,6 +28,12 @@ The raw limits of the same parts are measured in the same run for the ratio:
 the broker with its C clients on the same two streams (QoS 1, the
 ``raw.mosquitto`` method) and binary COPY into a bare hypertable (the
 ``raw.copy`` method).
+
+``ingest.paced`` measures latency below capacity instead: device messages
+published at fixed rates (5k, 18k, 50k readings/s) for a fixed time, and per
+message the time from publish (the ``ts`` the feeder writes) to the commit of
+the transaction that stored it, timed by a commit notification (see
+``COMMIT_NOTIFIER``) and tied to each row by ``xmin``.
 """
 
 from __future__ import annotations
@@ -360,7 +366,13 @@ def _feed(stream: Stream, pipe: IO[bytes], errors: list[BaseException]) -> None:
             pipe.close()
 
 
-def start_publishers(traffic: Traffic, env: dict[str, str], err_dir: Path) -> list[Publisher]:
+# (stream, pipe to mosquitto_pub, where to report an error)
+Feed = Callable[[Stream, IO[bytes], list[BaseException]], None]
+
+
+def start_publishers(
+    traffic: Traffic, env: dict[str, str], err_dir: Path, feed: Feed = _feed
+) -> list[Publisher]:
     publishers = []
     for k, stream in enumerate(traffic.streams):
         with (err_dir / f"pub-{k}.err").open("wb") as err:
@@ -375,7 +387,7 @@ def start_publishers(traffic: Traffic, env: dict[str, str], err_dir: Path) -> li
         with contextlib.suppress(OSError):
             fcntl.fcntl(process.stdin.fileno(), _F_SETPIPE_SZ, 4096)
         errors: list[BaseException] = []
-        feeder = threading.Thread(target=_feed, args=(stream, process.stdin, errors), daemon=True)
+        feeder = threading.Thread(target=feed, args=(stream, process.stdin, errors), daemon=True)
         feeder.start()
         publishers.append(Publisher(process, feeder, errors))
     return publishers
@@ -400,7 +412,8 @@ class Run:
 
 def reset_tables(database_url: str, admin_url: str) -> None:
     with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute("TRUNCATE " + ", ".join(TABLES) + ", device")
+        # CASCADE: later tables (commands, alerts) reference device.
+        conn.execute("TRUNCATE " + ", ".join(TABLES) + ", device CASCADE")
     with psycopg.connect(admin_url, autocommit=True) as admin:
         admin.execute("CHECKPOINT")
 
@@ -676,6 +689,313 @@ def _results(
                 f"p99 {format_value(p99.median)} ms (medians of {len(measured)}); publish ts ->"
                 " received_at, one clock; during the burst, so mostly queueing; excludes the"
                 " flush wait and the commit",
+            )
+        )
+    return out
+
+
+# --- paced: latency below capacity ------------------------------------------------
+
+PACED_RATES = (5_000, 18_000, 50_000)  # readings/s; 18,000: 11 M light points every 10 min
+PACED_SECONDS = 20.0  # of publishing per run
+COMMIT_CHANNEL = "bench_commit"
+
+# Benchmark-only, in the throwaway database: every transaction that inserts
+# into uplink_message announces its id. PostgreSQL delivers a NOTIFY when (and
+# only if) the transaction commits, so its arrival time at a listener is the
+# commit time as a client sees it, and xmin ties each row to its transaction.
+# One notification per worker flush: negligible next to the flush itself.
+COMMIT_NOTIFIER = f"""
+CREATE FUNCTION bench_notify_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('{COMMIT_CHANNEL}', (txid_current() % 4294967296)::text);
+    RETURN NULL;
+END $$;
+CREATE TRIGGER bench_notify_commit AFTER INSERT ON uplink_message
+    FOR EACH STATEMENT EXECUTE FUNCTION bench_notify_commit();
+"""
+
+
+class CommitListener:
+    """Records when each transaction's commit notification arrives (wall clock)."""
+
+    def __init__(self, database_url: str) -> None:
+        self.commits: dict[int, float] = {}  # 32-bit transaction id -> time.time()
+        self._conn = psycopg.connect(database_url, autocommit=True)
+        self._conn.execute(f"LISTEN {COMMIT_CHANNEL}")
+        self._stop = threading.Event()
+        self._errors: list[BaseException] = []
+        self._thread = threading.Thread(target=self._listen, daemon=True)
+        self._thread.start()
+
+    def _listen(self) -> None:
+        try:
+            while not self._stop.is_set():
+                for note in self._conn.notifies(timeout=0.2):
+                    self.commits.setdefault(int(note.payload), time.time())
+        except BaseException as exc:  # reported by close()
+            self._errors.append(exc)
+
+    def close(self) -> dict[int, float]:
+        self._stop.set()
+        self._thread.join(5)
+        self._conn.close()
+        if self._errors:
+            raise RuntimeError(f"commit listener failed: {self._errors[0]!r}")
+        return dict(self.commits)
+
+
+@dataclass
+class Pace:
+    """When message ``i`` of a stream is due: ``start + i / per_second`` (monotonic)."""
+
+    start: float
+    per_second: float
+    behind: list[float] = field(default_factory=list)  # worst lateness per stream, s
+
+
+def _feed_paced(pace: Pace, stream: Stream, pipe: IO[bytes], errors: list[BaseException]) -> None:
+    worst = 0.0
+    try:
+        for i in range(stream.count):
+            due = pace.start + i / pace.per_second
+            wait = due - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+            else:
+                worst = max(worst, -wait)
+            # ts is the moment the line is written, late or not: latency stays honest.
+            pipe.write(stream.line(i, now_ms()).encode() + b"\n")
+            pipe.flush()
+    except BaseException as exc:  # reported by the caller
+        errors.append(exc)
+    finally:
+        pace.behind.append(worst)
+        with contextlib.suppress(OSError):
+            pipe.close()
+
+
+def commit_latencies(
+    rows: Sequence[tuple[int, int]], commits: dict[int, float]
+) -> tuple[list[float], int]:
+    """Publish -> commit in ms for each (xmin, ts ms) row, and how many rows had
+    no commit notification."""
+    latencies = []
+    unmatched = 0
+    for xmin, ts_ms in rows:
+        committed = commits.get(xmin)
+        if committed is None:
+            unmatched += 1
+        else:
+            latencies.append(committed * 1000.0 - ts_ms)
+    return latencies, unmatched
+
+
+@dataclass(frozen=True)
+class PacedRun:
+    target: int  # readings/s asked for
+    published: float  # readings/s the feeders achieved
+    behind_ms: float  # worst lateness of a feeder against its schedule
+    p50: float  # ms, publish -> commit
+    p95: float
+    p99: float
+    worst: float
+    received_p50: float  # ms, publish -> received_at (the worker's reception)
+    unmatched: int
+    lost_messages: int
+    lost_readings: int
+    duplicate_readings: int
+    dead_letters: int
+
+
+def measure_paced(
+    target: int,
+    seconds: float,
+    env: dict[str, str],
+    database_url: str,
+    admin_url: str,
+    err_dir: Path,
+    workers: list[Worker],
+    tag: str,
+) -> PacedRun:
+    from bench.harness.stats import percentile
+
+    messages = max(DIRECT_PUBLISHERS, round(target * seconds / READINGS_PER_MESSAGE))
+    traffic = direct_traffic(messages, tag)
+    reset_tables(database_url, admin_url)
+    listener = CommitListener(database_url)
+    commits: dict[int, float] = {}
+    try:
+        pace = Pace(time.monotonic() + 0.2, target / READINGS_PER_MESSAGE / DIRECT_PUBLISHERS)
+        publishers = start_publishers(traffic, env, err_dir, functools.partial(_feed_paced, pace))
+        try:
+            for p in publishers:
+                p.feeder.join(seconds * 3 + 30)
+            published_span = time.monotonic() - pace.start
+            for p in publishers:
+                code = p.process.wait(30)
+                if p.errors:
+                    raise RuntimeError(f"feeding mosquitto_pub failed: {p.errors[0]!r}")
+                if code != 0:
+                    raise RuntimeError(f"mosquitto_pub exited with {code}")
+        finally:
+            for p in publishers:
+                stop_process(p.process)
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            _wait_stored(conn, traffic.messages, workers)
+            # The last notifications may trail the count that saw their rows.
+            for _ in range(50):
+                rows = [
+                    (int(r[0]), int(r[1]))
+                    for r in conn.execute(
+                        "SELECT xmin::text::bigint,"
+                        " (extract(epoch FROM time) * 1000)::bigint FROM uplink_message"
+                    )
+                ]
+                if all(x in listener.commits for x, _ in rows):
+                    break
+                time.sleep(0.1)
+            received = conn.execute(
+                "SELECT percentile_cont(0.5) WITHIN GROUP"
+                " (ORDER BY extract(epoch FROM received_at - time)) FROM uplink_message"
+            ).fetchone()
+            check = _inspect(conn, traffic, time.time(), time.time())
+    finally:
+        commits = listener.close()
+    latencies, unmatched = commit_latencies(rows, commits)
+    if not latencies:
+        raise RuntimeError("no message was seen committed")
+    return PacedRun(
+        target=target,
+        published=traffic.readings / published_span,
+        behind_ms=1000 * max(pace.behind, default=0.0),
+        p50=percentile(latencies, 50),
+        p95=percentile(latencies, 95),
+        p99=percentile(latencies, 99),
+        worst=max(latencies),
+        received_p50=1000 * float(received[0] or 0.0) if received else 0.0,
+        unmatched=unmatched,
+        lost_messages=check.lost_messages,
+        lost_readings=check.lost_readings,
+        duplicate_readings=check.duplicate_readings,
+        dead_letters=check.dead_letters,
+    )
+
+
+def _wait_stored(conn: psycopg.Connection[Any], messages: int, workers: Sequence[Worker]) -> None:
+    """Until every message is stored, or nothing new arrived for STALL_TIMEOUT s."""
+    seen, seen_at = -1, time.monotonic()
+    while True:
+        row = conn.execute("SELECT count(*) FROM uplink_message").fetchone()
+        stored = int(row[0]) if row else 0
+        if stored >= messages:
+            return
+        now = time.monotonic()
+        if stored != seen:
+            seen, seen_at = stored, now
+        elif now - seen_at > STALL_TIMEOUT:
+            return
+        for w in workers:
+            if w.process.poll() is not None:
+                raise RuntimeError(f"ingest worker {w.client_id} exited:\n{w.tail()}")
+        time.sleep(POLL_INTERVAL)
+
+
+@benchmark(
+    "ingest.paced",
+    "latency from MQTT publish to commit in TimescaleDB at fixed rates below capacity"
+    " (5k, 18k, 50k readings/s of device messages; 1 and 2 `lumeau ingest run` workers)",
+    order=31,
+)
+def ingest_paced(ctx: Context) -> list[Result]:
+    from backend.storage.migrate import migrate
+    from backend.storage.scratch import create_database, drop_database
+
+    services = ctx.services
+    rates = PACED_RATES if not ctx.quick else PACED_RATES[:1]
+    seconds = ctx.size(int(PACED_SECONDS), 2)
+    pid = os.getpid()
+    check_traffic(direct_traffic(DIRECT_PUBLISHERS, f"paced-{pid}"))
+    results: list[Result] = []
+    with client_options(services, ctx.scratch_dir) as env:
+        url = create_database(services.admin_database_url, services.database_url, "bench_paced")
+        try:
+            migrate(url)
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute(COMMIT_NOTIFIER)
+            run_dir = write_run_dir(ctx.scratch_dir / f"ingest-paced-{pid}", services, url)
+            for worker_count in (1, 2):
+                tag = f"paced-{pid}-{worker_count}"
+                runs: dict[int, list[PacedRun]] = {rate: [] for rate in rates}
+                with running_workers(worker_count, run_dir, services, tag, WORKER_FLAGS) as workers:
+                    for repeat in range(ctx.repeats):
+                        for rate in rates:
+                            run = measure_paced(
+                                rate,
+                                seconds,
+                                env,
+                                url,
+                                services.admin_database_url,
+                                run_dir,
+                                workers,
+                                f"{tag}-{rate}-{repeat}",
+                            )
+                            runs[rate].append(run)
+                            ctx.log(
+                                f"  {worker_count} worker(s), {rate:,} readings/s, run "
+                                f"{repeat + 1}: published {format_value(run.published)}/s "
+                                f"(worst {run.behind_ms:.0f} ms behind); commit latency p50 "
+                                f"{run.p50:.0f} p95 {run.p95:.0f} p99 {run.p99:.0f} max "
+                                f"{run.worst:.0f} ms; received p50 {run.received_p50:.0f} ms; "
+                                f"lost {run.lost_readings}, dup {run.duplicate_readings}, "
+                                f"unmatched {run.unmatched}"
+                            )
+                counters = [w.counters() for w in workers]
+                results.extend(_paced_results(worker_count, seconds, runs, counters))
+        finally:
+            (ctx.scratch_dir / f"ingest-paced-{pid}" / "stack.env").unlink(missing_ok=True)
+            drop_database(services.admin_database_url, url)
+    return results
+
+
+def _paced_results(
+    worker_count: int,
+    seconds: float,
+    runs: dict[int, list[PacedRun]],
+    counters: Sequence[dict[str, int]],
+) -> list[Result]:
+    label = "1 worker" if worker_count == 1 else f"{worker_count} workers"
+    db_errors = sum(c.get("db_errors", 0) for c in counters)
+    out = []
+    for rate, measured in runs.items():
+        lost = sum(r.lost_readings for r in measured)
+        doubled = sum(r.duplicate_readings for r in measured)
+        dead = sum(r.dead_letters for r in measured)
+        unmatched = sum(r.unmatched for r in measured)
+        integrity = (
+            "all readings stored once"
+            if lost == doubled == dead == 0
+            else f"LOST {lost:,}, DUPLICATED {doubled:,}, dead letters {dead:,}"
+        )
+
+        def med(values: Sequence[float]) -> float:
+            return summarize(values).median
+
+        p95, p99 = med([r.p95 for r in measured]), med([r.p99 for r in measured])
+        worst = max(r.worst for r in measured)
+        received = med([r.received_p50 for r in measured])
+        published = med([r.published for r in measured])
+        behind = max(r.behind_ms for r in measured)
+        out.append(
+            Result(
+                f"{label}, {rate:,} readings/s: publish -> commit p50",
+                med([r.p50 for r in measured]),
+                "ms",
+                f"p95 {p95:,.0f}, p99 {p99:,.0f}, max {worst:,.0f} ms (medians of"
+                f" {len(measured)} runs of {seconds:g} s, max of all); received_at p50"
+                f" {received:,.0f} ms; published {format_value(published)} readings/s, feeder"
+                f" up to {behind:,.0f} ms behind; {integrity}; {unmatched} rows without a"
+                f" commit notice; {db_errors} db errors",
             )
         )
     return out

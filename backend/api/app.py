@@ -20,8 +20,24 @@ from backend.api.broker import BrokerAdmin, DevStackBrokerAdmin, Provisioning
 from backend.api.db import DEFAULT_MAX_CONNECTIONS, Database
 from backend.api.deps import authorize
 from backend.api.errors import AUTH_RESPONSES, install_handlers
+from backend.api.live import LiveStreams, StreamConfig
 from backend.api.permissions import API_PREFIX, PUBLIC, ROUTES, Permission
-from backend.api.routes import devices, diagnostics, events, health, me, tokens
+from backend.api.routes import (
+    alerts,
+    assets,
+    commands,
+    devices,
+    diagnostics,
+    events,
+    health,
+    me,
+    notifications,
+    schedules,
+    stream,
+    tokens,
+)
+from backend.commands.publisher import CommandPublisher, MqttCommandPublisher
+from backend.console.mount import mount_console
 from backend.devstack.broker import SERVICE_USER as DEV_SERVICE_USER
 from backend.settings import Settings
 
@@ -51,22 +67,35 @@ def create_app(
     *,
     max_connections: int = DEFAULT_MAX_CONNECTIONS,
     broker_admin: BrokerAdmin | None = None,
+    command_publisher: CommandPublisher | None = None,
+    streams: StreamConfig | None = None,
 ) -> FastAPI:
     """The application for ``settings`` (its database is opened in the lifespan).
 
     ``broker_admin`` gives provisioned devices their broker passwords
     (``backend.api.broker``); by default, the development stack of
     ``settings.run_dir`` (loaded when a device is provisioned, not here).
+    ``command_publisher`` sends device commands (``backend.commands``); by
+    default one MQTT client on the settings' broker, made in the lifespan.
+    The lifespan starts and stops it, injected or not.
+    ``streams`` bounds the live event streams (``backend.api.live``).
     """
     conninfo = settings.database_url.get_secret_value()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.database = Database(conninfo, max_connections=max_connections)
-        log.info(
-            "API v%s ready (one connection per request, at most %d)", API_VERSION, max_connections
-        )
-        yield
+        database = Database(conninfo, max_connections=max_connections)
+        await database.open()
+        app.state.database = database
+        log.info("API v%s ready (database pool of at most %d)", API_VERSION, max_connections)
+        publisher = command_publisher or MqttCommandPublisher.from_settings(settings)
+        app.state.command_publisher = publisher
+        publisher.start()  # connects in the background: a broker down does not stop the API
+        try:
+            yield
+        finally:
+            publisher.stop()
+            await database.close()
 
     app = FastAPI(
         title="Lumeau API",
@@ -86,12 +115,28 @@ def create_app(
     protected = APIRouter(
         prefix=API_PREFIX, dependencies=[Depends(authorize)], responses=AUTH_RESPONSES
     )
-    for module in (me, devices, events, diagnostics, tokens):
+    for module in (me, devices, events, diagnostics, tokens, alerts):
         protected.include_router(module.router)
+    protected.include_router(commands.router)
+    protected.include_router(assets.router)
+    protected.include_router(notifications.router)
+    protected.include_router(schedules.router)
+    # The event stream authorizes on a connection released before it starts.
+    streaming = APIRouter(
+        prefix=API_PREFIX,
+        dependencies=[Depends(stream.authorize_briefly)],
+        responses=AUTH_RESPONSES,
+    )
+    streaming.include_router(stream.router)
 
     app.include_router(public)
     app.include_router(protected)
+    app.include_router(streaming)
+    # The operator's console: static files at /console/, outside the matrix
+    # (a Mount, not an API route; route_permissions checks the API's routes).
+    mount_console(app)
     app.state.route_permissions = route_permissions(app, public)
+    app.state.live = LiveStreams(conninfo, streams or StreamConfig())
     app.state.provisioning = Provisioning(
         admin=broker_admin if broker_admin is not None else DevStackBrokerAdmin(settings),
         broker_host=settings.mqtt_host,

@@ -39,6 +39,21 @@ class Permission(StrEnum):
     SEQUENCE_GAPS_READ = "sequence_gaps:read"
     TOKENS_READ = "tokens:read"
     TOKENS_WRITE = "tokens:write"
+    COMMANDS_READ = "commands:read"
+    LIGHTING_OVERRIDE = "commands:lighting"
+    RECORDINGS_REQUEST = "commands:recordings"
+    ALERTS_READ = "alerts:read"
+    ALERTS_ACT = "alerts:act"
+    ALERTS_COMMENT = "alerts:comment"
+    STREAM_READ = "stream:read"
+    ASSETS_READ = "assets:read"
+    ASSETS_WRITE = "assets:write"
+    NOTIFICATION_CHANNELS_READ = "notification_channels:read"
+    NOTIFICATION_CHANNELS_WRITE = "notification_channels:write"
+    NOTIFICATION_DELIVERIES_READ = "notification_deliveries:read"
+    SCHEDULES_READ = "schedules:read"
+    SCHEDULES_WRITE = "schedules:write"
+    SCHEDULES_DEPLOY = "schedules:deploy"
 
 
 PUBLIC: Final = None
@@ -58,6 +73,35 @@ MATRIX: Final[Mapping[Permission, frozenset[Role]]] = {
     Permission.SEQUENCE_GAPS_READ: frozenset({Role.OPERATOR, Role.TECHNICIAN, Role.ADMIN}),
     Permission.TOKENS_READ: frozenset({Role.ADMIN}),
     Permission.TOKENS_WRITE: frozenset({Role.ADMIN}),
+    Permission.COMMANDS_READ: _EVERYONE,
+    # Changes what a street's lights do now: the night shift, the municipal
+    # services who set the dimming, and the technicians on site.
+    Permission.LIGHTING_OVERRIDE: frozenset(
+        {Role.OPERATOR, Role.PLANNER, Role.TECHNICIAN, Role.ADMIN}
+    ),
+    # Asks sensors to resend or delete raw recordings (battery, flash, the
+    # leak-location data itself): the technicians who run the analysis.
+    Permission.RECORDINGS_REQUEST: frozenset({Role.TECHNICIAN, Role.ADMIN}),
+    Permission.ALERTS_READ: _EVERYONE,
+    # Acknowledge, assign, resolve: who answers alerts (municipal planners watch).
+    Permission.ALERTS_ACT: frozenset({Role.OPERATOR, Role.TECHNICIAN, Role.ADMIN}),
+    Permission.ALERTS_COMMENT: _EVERYONE,
+    Permission.STREAM_READ: _EVERYONE,
+    Permission.ASSETS_READ: _EVERYONE,
+    # The asset register (sites, luminaires, pipes): planners draw it, technicians survey it.
+    Permission.ASSETS_WRITE: frozenset({Role.PLANNER, Role.TECHNICIAN, Role.ADMIN}),
+    # Where alerts are sent: a webhook URL can itself be a receiver's secret.
+    Permission.NOTIFICATION_CHANNELS_READ: frozenset({Role.ADMIN}),
+    Permission.NOTIFICATION_CHANNELS_WRITE: frozenset({Role.ADMIN}),
+    # Whether notifications went out: what support checks when someone was not paged.
+    Permission.NOTIFICATION_DELIVERIES_READ: frozenset({Role.TECHNICIAN, Role.ADMIN}),
+    Permission.SCHEDULES_READ: _EVERYONE,
+    # The city's dimming policy: the municipal services write it.
+    Permission.SCHEDULES_WRITE: frozenset({Role.PLANNER, Role.ADMIN}),
+    # Sending a stored (planner-checked) schedule to cabinets: planners, and the
+    # technicians who replace a controller (a new one runs full power all night
+    # until it gets its program); they cannot change the schedule itself.
+    Permission.SCHEDULES_DEPLOY: frozenset({Role.PLANNER, Role.TECHNICIAN, Role.ADMIN}),
 }
 
 ROUTES: Final[Mapping[tuple[str, str], Permission | None]] = {
@@ -73,6 +117,46 @@ ROUTES: Final[Mapping[tuple[str, str], Permission | None]] = {
     ("GET", f"{API_PREFIX}/tokens"): Permission.TOKENS_READ,
     ("POST", f"{API_PREFIX}/tokens"): Permission.TOKENS_WRITE,
     ("DELETE", f"{API_PREFIX}/tokens/{{token_id}}"): Permission.TOKENS_WRITE,
+    ("POST", f"{API_PREFIX}/devices/{{device_id}}/commands/lighting-override"): (
+        Permission.LIGHTING_OVERRIDE
+    ),
+    ("POST", f"{API_PREFIX}/devices/{{device_id}}/commands/recording"): (
+        Permission.RECORDINGS_REQUEST
+    ),
+    ("GET", f"{API_PREFIX}/devices/{{device_id}}/commands"): Permission.COMMANDS_READ,
+    ("GET", f"{API_PREFIX}/commands/{{command_id}}"): Permission.COMMANDS_READ,
+    ("GET", f"{API_PREFIX}/alerts"): Permission.ALERTS_READ,
+    ("GET", f"{API_PREFIX}/alerts/{{alert_id}}"): Permission.ALERTS_READ,
+    ("POST", f"{API_PREFIX}/alerts/{{alert_id}}/acknowledge"): Permission.ALERTS_ACT,
+    ("POST", f"{API_PREFIX}/alerts/{{alert_id}}/assign"): Permission.ALERTS_ACT,
+    ("POST", f"{API_PREFIX}/alerts/{{alert_id}}/resolve"): Permission.ALERTS_ACT,
+    ("POST", f"{API_PREFIX}/alerts/{{alert_id}}/comments"): Permission.ALERTS_COMMENT,
+    ("GET", f"{API_PREFIX}/stream"): Permission.STREAM_READ,
+    ("GET", f"{API_PREFIX}/assets"): Permission.ASSETS_READ,
+    ("PUT", f"{API_PREFIX}/assets"): Permission.ASSETS_WRITE,
+    ("GET", f"{API_PREFIX}/assets/{{kind}}/{{asset_id}}"): Permission.ASSETS_READ,
+    ("DELETE", f"{API_PREFIX}/assets/{{kind}}/{{asset_id}}"): Permission.ASSETS_WRITE,
+    ("GET", f"{API_PREFIX}/notification-channels"): Permission.NOTIFICATION_CHANNELS_READ,
+    ("POST", f"{API_PREFIX}/notification-channels"): Permission.NOTIFICATION_CHANNELS_WRITE,
+    ("GET", f"{API_PREFIX}/notification-channels/{{channel_id}}"): (
+        Permission.NOTIFICATION_CHANNELS_READ
+    ),
+    ("PATCH", f"{API_PREFIX}/notification-channels/{{channel_id}}"): (
+        Permission.NOTIFICATION_CHANNELS_WRITE
+    ),
+    ("DELETE", f"{API_PREFIX}/notification-channels/{{channel_id}}"): (
+        Permission.NOTIFICATION_CHANNELS_WRITE
+    ),
+    ("GET", f"{API_PREFIX}/notification-deliveries"): Permission.NOTIFICATION_DELIVERIES_READ,
+    ("GET", f"{API_PREFIX}/schedules"): Permission.SCHEDULES_READ,
+    ("POST", f"{API_PREFIX}/schedules"): Permission.SCHEDULES_WRITE,
+    ("GET", f"{API_PREFIX}/schedules/{{schedule_id}}"): Permission.SCHEDULES_READ,
+    ("PUT", f"{API_PREFIX}/schedules/{{schedule_id}}"): Permission.SCHEDULES_WRITE,
+    ("DELETE", f"{API_PREFIX}/schedules/{{schedule_id}}"): Permission.SCHEDULES_WRITE,
+    ("GET", f"{API_PREFIX}/schedules/{{schedule_id}}/preview"): Permission.SCHEDULES_READ,
+    ("POST", f"{API_PREFIX}/schedules/{{schedule_id}}/deployments"): Permission.SCHEDULES_DEPLOY,
+    ("GET", f"{API_PREFIX}/schedules/{{schedule_id}}/deployments"): Permission.SCHEDULES_READ,
+    ("GET", f"{API_PREFIX}/deployments/{{deployment_id}}"): Permission.SCHEDULES_READ,
 }
 
 

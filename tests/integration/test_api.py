@@ -27,6 +27,7 @@ from psycopg.rows import dict_row
 from backend.api.app import api_routes, create_app
 from backend.api.permissions import MATRIX, PUBLIC, ROUTES, Permission, Role
 from backend.api.queries.auth import IssuedToken, issue_token
+from backend.commands.publisher import MqttCommandPublisher
 from backend.settings import Settings
 from backend.storage import migrate
 from backend.storage.scratch import scratch_database
@@ -154,7 +155,13 @@ def api(stack: object) -> Iterator[Api]:
         with psycopg.connect(url) as conn:
             conn.execute(SEED)
         tokens = {role: issue(url, f"{role.value}-{RUN}", role) for role in Role}
-        app = create_app(settings_for(url), broker_admin=RecordingBroker())
+        # Commands go to the stack's real broker, as its service user.
+        publisher = MqttCommandPublisher(
+            services.mqtt_host, services.mqtt_port, services.mqtt_username, services.mqtt_password
+        )
+        app = create_app(
+            settings_for(url), broker_admin=RecordingBroker(), command_publisher=publisher
+        )
         with TestClient(app) as client:
             yield Api(url, client, tokens)
 
@@ -191,6 +198,98 @@ def _sample_request(api: Api, method: str, path: str) -> tuple[str, dict[str, An
         return path, {"json": device, "params": {"rotate": "true"}}
     if (method, path) == ("POST", "/api/v1/tokens"):
         return path, {"json": {"user": f"new-{uuid.uuid4().hex[:8]}", "role": "planner"}}
+    if path.endswith("/commands/lighting-override"):
+        body = {"channel": 1, "level_pct": 40, "duration_s": 600}
+        return path.format(device_id=CABINET), {"json": body}
+    if path.endswith("/commands/recording"):
+        return path.format(device_id=SENSOR), {"json": {"action": "get", "rec": "r-1"}}
+    if (method, path) == ("GET", "/api/v1/commands/{command_id}"):
+        issued = api.client.post(
+            f"/api/v1/devices/{CABINET}/commands/lighting-override",
+            headers=api.headers(Role.ADMIN),
+            json={"channel": None, "level_pct": 100, "duration_s": 60},
+        )
+        assert issued.status_code == 202, issued.text
+        return path.format(command_id=issued.json()["command_id"]), {}
+    if path.startswith("/api/v1/assets"):
+        # A site of its own: PUT writes it; GET reads, DELETE removes one an admin wrote.
+        site = f"site-{uuid.uuid4().hex[:8]}"
+        feature = {
+            "type": "Feature",
+            "geometry": {"type": "Point", "coordinates": [4.83, 45.76]},
+            "properties": {
+                "kind": "site",
+                "site_id": site,
+                "name": "S",
+                "timezone": "Europe/Paris",
+            },
+        }
+        upload = {"json": {"type": "FeatureCollection", "features": [feature]}}
+        if method == "PUT":
+            return path, upload
+        created = api.client.put("/api/v1/assets", headers=api.headers(Role.ADMIN), **upload)
+        assert created.status_code == 200, created.text
+        return path.format(kind="site", asset_id=site), {}
+    if path.startswith("/api/v1/alerts/{alert_id}"):
+        # A new open alert per request: acknowledging or resolving it is allowed once.
+        alert_id = api.sql(
+            "INSERT INTO alert (rule, dedup_key, device_id, site, severity, state, title,"
+            " started_at, last_seen_at) VALUES ('leak', %s, %s, 'sud', 'critical', 'open',"
+            " 'leak', now(), now()) RETURNING alert_id",
+            f"leak:{SENSOR}:{uuid.uuid4().hex[:8]}",
+            SENSOR,
+        )[0]["alert_id"]
+        bodies: dict[str, Any] = {"assign": {"assignee": None}, "comments": {"text": "seen"}}
+        body = bodies.get(path.rpartition("/")[2], {}) if method == "POST" else None
+        return path.format(alert_id=alert_id), {} if body is None else {"json": body}
+    if path.startswith("/api/v1/notification-channels"):
+        # A channel of its own per request: POST makes it, PATCH disables it, DELETE removes it.
+        name = f"ch-{uuid.uuid4().hex[:8]}"
+        channel = {"name": name, "kind": "email", "recipients": ["night@city.example"]}
+        if method == "POST":
+            return path, {"json": {**channel, "audience_role": "operator"}}
+        channel_id = api.sql(
+            "INSERT INTO notification_channel (name, kind, recipients, audience_role,"
+            " created_by) VALUES (%s, 'email', %s, 'operator', 'test-suite') RETURNING channel_id",
+            name,
+            channel["recipients"],
+        )[0]["channel_id"]
+        patch = {"json": {"enabled": False}} if method == "PATCH" else {}
+        return path.format(channel_id=channel_id), patch
+    if path.startswith(("/api/v1/schedules", "/api/v1/deployments")):
+        # A schedule of its own per request (DELETE removes one no cabinet runs).
+        program = {
+            "v": 1,
+            "id": "matrix",
+            "tz": {"std": 60, "dst": "eu"},
+            "plans": {"std": ["dusk", 100, "vmid", 50, "dawn", 0]},
+            "circuits": {"1": {"week": "std"}},
+        }
+        write = {"json": {"name": f"sched-{uuid.uuid4().hex[:8]}", "program": program}}
+        if (method, path) == ("POST", "/api/v1/schedules"):
+            return path, write
+        created = api.client.post("/api/v1/schedules", headers=api.headers(Role.ADMIN), **write)
+        assert created.status_code == 201, created.text
+        schedule_id = created.json()["schedule_id"]
+        if path == "/api/v1/deployments/{deployment_id}":
+            deployed = api.client.post(
+                f"/api/v1/schedules/{schedule_id}/deployments",
+                headers=api.headers(Role.ADMIN),
+                json={"cabinets": [CABINET]},
+            )
+            assert deployed.status_code == 202, deployed.text
+            return path.format(deployment_id=deployed.json()["deployment_id"]), {}
+        kwargs: dict[str, Any] = {}
+        if method == "PUT":
+            kwargs = write
+        elif path.endswith("/preview"):
+            kwargs = {"params": {"date": "2026-01-15", "lat": 45.76, "lon": 4.84}}
+        elif method == "POST":
+            kwargs = {"json": {"cabinets": [CABINET]}}
+        return path.format(schedule_id=schedule_id), kwargs
+    if path == "/api/v1/stream":
+        # Replay only, then the answer ends (a live stream never would here).
+        return path, {"params": {"follow": "false", "after": "0"}}
     params = {"metric": "power_w"} if path.endswith("/telemetry") else {}
     return path.format(device_id=CABINET), {"params": params}
 
