@@ -9,6 +9,7 @@ and ``follow_wall_clock`` then keeps the simulated time on the real one.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Sequence
 
@@ -60,6 +61,20 @@ class Fleet:
             for cabinet in self.cabinets:
                 cabinet.step(schedule=False)
         return all(c.queued() == 0 for c in self.cabinets)
+
+    def follow_wall_clock(self, stop: threading.Event, poll_s: float = 1.0) -> None:
+        """Live: the simulated time keeps up with the real one until ``stop`` is set.
+
+        Between steps the cabinets' links are still served (keep-alive pings,
+        commands from the backend, PUBACKs).
+        """
+        while not stop.is_set():
+            now_ms = int(time.time() * 1000)
+            while self.clock.now_ms + self.step_ms <= now_ms and not stop.is_set():
+                self.step()
+            for cabinet in self.cabinets:
+                cabinet.step(schedule=False)
+            stop.wait(poll_s)
 
     def stop(self) -> None:
         for cabinet in self.cabinets:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import shlex
 import signal
 import subprocess
@@ -71,51 +70,47 @@ def _problem(response: httpx.Response) -> str:
         return response.text[:200]
 
 
-def show_api(run_dir: Path, start_ms: int, *, serve: bool) -> int:
-    """Start the API, issue two tokens and make the queries a person would make."""
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # the demo prints what it asks
-    api = ApiProcess(run_dir)
-    api.stop_stale()
-    api.start()
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{api.port}", timeout=30) as client:
-            health = api.wait_ready(client)
-            if health is None:
-                print(f"\nThe API did not come up; its log ({api.log}):\n{api.log_tail()}")
-                return 1
-            code = _queries(api, client, run_dir, start_ms, health)
-        if code != 0 or not serve:
-            return code
-        return _serve(api, run_dir)
-    finally:
-        status = api.stop()
-        how = "by SIGTERM" if status == -signal.SIGTERM else f"exit status {status}"
-        print(f"\nAPI stopped ({how}); its log: {api.log}")
+USERS: dict[str, str] = {
+    "operator": _OPERATOR,
+    "technician": _TECHNICIAN,
+    "planner": "demo-planner",
+    "admin": "demo-admin",
+}
 
 
-def _queries(
-    api: ApiProcess,
-    client: httpx.Client,
-    run_dir: Path,
-    start_ms: int,
-    health: dict[str, Any],
-) -> int:
+def api_header(api: ApiProcess, health: dict[str, Any]) -> None:
     base = api.base_url
     print(f"\nThe API: `lumeau api run` (pid {api.proc and api.proc.pid}) at {base}/api/v1")
     print(f"  OpenAPI page {base}/api/v1/docs (the schema: {base}/api/v1/openapi.json)")
+    print(f"  console      {base}/console/ (sign in with a token)")
     print(f"  log          {api.log}")
     print(f"  health       {json.dumps(health, separators=(',', ':'))}  (no token needed)")
     print(f"  $ curl -s {base}/api/v1/health")
+
+
+def issue_tokens(run_dir: Path) -> dict[str, str] | None:
+    """One token per role, from ``lumeau api token create``, kept in memory only."""
     tokens: dict[str, str] = {}
-    for user, role in ((_OPERATOR, "operator"), (_TECHNICIAN, "technician")):
+    for role, user in USERS.items():
         token, message = _issue_token(run_dir, user, role)
         print(f"  token        `lumeau api token create --user {user} --role {role}`: {message}")
         if token is None:
-            return 1
+            return None
         tokens[role] = token
-    print("               (the demo keeps both tokens in memory; the database has their SHA-256)")
+    print("               (the demo keeps the tokens in memory; the database has their SHA-256)")
     print(f"  In a shell:  TOKEN=$({shlex.join(lumeau_command())} api token create"
           f" --user $USER --role operator --run-dir {shlex.quote(str(run_dir))})")  # fmt: skip
+    return tokens
+
+
+def queries(
+    api: ApiProcess,
+    client: httpx.Client,
+    start_ms: int,
+    tokens: dict[str, str],
+) -> int:
+    """The queries a person makes on what the bench devices' script stored."""
+    base = api.base_url
 
     def get(role: str, target: str) -> httpx.Response:
         return client.get(target, headers={"Authorization": f"Bearer {tokens[role]}"})
@@ -224,13 +219,14 @@ def _queries(
     return 0
 
 
-def _serve(api: ApiProcess, run_dir: Path) -> int:
+def serve(api: ApiProcess, run_dir: Path) -> int:
     """``--serve``: the API stays up in the foreground until Ctrl-C (or SIGTERM)."""
     print(f"\nThe API keeps running at {api.base_url}/api/v1; open {api.base_url}/api/v1/docs")
-    print("and press 'Authorize' with a token of your own, made with:")
+    print(f"(or the console, {api.base_url}/console/) with a token of your own, made with:")
     print(f"  {shlex.join(lumeau_command())} api token create --user NAME --role operator"
           f" --run-dir {shlex.quote(str(run_dir))}")  # fmt: skip
-    print("Roles: operator, planner, technician, admin (docs/api.md). Ctrl-C stops the API.")
+    print("Roles: operator, planner, technician, admin (docs/api.md). The alert engine and")
+    print("the notifier keep running too; Ctrl-C stops all three.")
     sys.stdout.flush()
 
     def terminate(signum: int, frame: Any) -> None:

@@ -35,6 +35,15 @@ def play(
         since = started[0] if started else None
         cab_boot, sensor_boot = secrets.token_hex(4), secrets.token_hex(4)
         boots = [cab_boot, sensor_boot]
+        # The town's traffic went through the same gateway before: the script's
+        # own share of its counters is what changed from here.
+        before = gateway.metrics()
+
+        def since_start(metrics: dict[str, float], name: str) -> int:
+            if name.endswith("_total"):
+                return counter(metrics, name) - counter(before, name)
+            return counter(metrics, name)
+
         replies = ErrorReplies(site.host, site.port, passwords[CABINET], tool_sub)
         sent = []
         for n, pub in enumerate(build_publications(cab_boot, sensor_boot, start_ms)):
@@ -45,7 +54,7 @@ def play(
             if n == 0:
                 # The first message is a retained status: once the gateway has it
                 # (live, or retained when it subscribes) its subscription exists.
-                wait(lambda: counter(gateway.metrics(), "received_total") >= 1)
+                wait(lambda: since_start(gateway.metrics(), "received_total") >= 1)
         table(
             f"Published with mosquitto_pub to the SITE broker {site.host}:{site.port} (QoS 1, v5)",
             ("device", "topic", "what", "mosquitto_pub"),
@@ -70,7 +79,7 @@ def play(
         complete = wait(
             lambda: (
                 stored() >= GOOD_MESSAGES
-                and counter(gateway.metrics(), "rejected_total") >= len(BAD_CODES)
+                and since_start(gateway.metrics(), "rejected_total") >= len(BAD_CODES)
                 and len(replies.codes()) >= len(BAD_CODES)
                 and gateway_status() == "online"
             )
@@ -91,13 +100,14 @@ def play(
         letters = gateway.dead_letters()
 
         table(
-            f"Gateway counters, read from {gateway.metrics_url} before it stopped",
+            f"Gateway counters for the script (totals: change since it began), read from"
+            f" {gateway.metrics_url} before it stopped",
             ("counter", "value", "meaning"),
-            [(name, counter(metrics, name), meaning) for name, meaning in GATEWAY_COUNTERS]
+            [(name, since_start(metrics, name), meaning) for name, meaning in GATEWAY_COUNTERS]
             + [
-                (key, int(value), "  by code")
+                (key, int(value - before.get(key, 0.0)), "  by code")
                 for key, value in sorted(metrics.items())
-                if key.startswith("rejected_total{")
+                if key.startswith("rejected_total{") and value > before.get(key, 0.0)
             ],
         )
         table(
@@ -119,11 +129,13 @@ def play(
                ("device", "boot", "seq", "kind", "time UTC", "via gateway"), rows)  # fmt: skip
         rows = conn.execute(
             "SELECT device_id, boot_id, seq, kind, to_char(time AT TIME ZONE 'UTC', 'HH24:MI:SS')"
-            " FROM uplink_message WHERE device_id = %s AND boot_id = %s ORDER BY seq",
-            (GATEWAY, gw_boot),
+            " FROM uplink_message WHERE device_id = %s AND boot_id = %s AND received_at >= %s"
+            " ORDER BY seq",
+            (GATEWAY, gw_boot, since),
         ).fetchall()
         batches = sum(1 for r in rows if r[3] == "batch")
-        table(f"The gateway's own messages (uplink_message, {GATEWAY} boot {gw_boot})",
+        table(f"The gateway's own messages during the script (uplink_message, {GATEWAY} boot"
+              f" {gw_boot})",
                ("gateway", "boot", "seq", "kind", "time UTC"), rows)  # fmt: skip
         rows = conn.execute(
             "SELECT device_id, channel, metric, count(*), round(avg(value)::numeric, 2)"
@@ -177,7 +189,7 @@ def play(
     )
     print(
         f"Duplicate: seq 2 published twice, stored {dup[0] if dup else '?'} time(s) "
-        f"(gateway duplicates={counter(metrics, 'duplicates_total')})."
+        f"(gateway duplicates={since_start(metrics, 'duplicates_total')})."
     )
     print(f"ACL: {CABINET}'s messages under {SENSOR}'s topic stored: {acl[0] if acl else '?'}.")
     print(

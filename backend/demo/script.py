@@ -11,8 +11,8 @@ import psycopg
 
 from edge import protocol
 
-CABINET = "cab-0001"
-SENSOR = "leak-0001"
+CABINET = "cab-bench"  # a controller on the technician's bench, not in the town
+SENSOR = "leak-bench"
 GATEWAY = "gw-demo-1"
 # Distinct good device messages in the script: cabinet status, telemetry 1, 2,
 # event 3, telemetry 5; sensor status and telemetry 1.

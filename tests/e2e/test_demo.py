@@ -8,6 +8,7 @@ would: where each message of the script ended up.
 from __future__ import annotations
 
 import re
+import shutil
 
 import pytest
 
@@ -37,38 +38,42 @@ def test_demo_goes_through_the_gateway_stores_once_and_stops_bad_input_at_the_si
     # Its own stack: the demo leaves retained status messages behind, as real
     # devices do, and other tests count what their broker delivers.
     run_dir = services_run_dir().with_name(services_run_dir().name + "-demo")
+    # A first run, as on a fresh machine (a second one continues the town).
+    devstack.down(run_dir)
+    shutil.rmtree(run_dir, ignore_errors=True)
     try:
         assert main(["demo", "--run-dir", str(run_dir)]) == 0
     finally:
         devstack.down(run_dir)
     out = capsys.readouterr().out
+    _town_and_alerts(out)
 
     # The 7 distinct good messages are stored, every one of them via the gateway.
     assert "Good messages: 7 distinct sent, 7 stored, 7 of them via gw-demo-1." in out
     stored = _section(out, "Stored device messages")
-    assert len(re.findall(r"^\s+(?:cab|leak)-0001\s", stored, re.MULTILINE)) == 7
+    assert len(re.findall(r"^\s+(?:cab|leak)-bench\s", stored, re.MULTILINE)) == 7
     assert len(re.findall(r"\sgw-demo-1\s*$", stored, re.MULTILINE)) == 7
 
     # The duplicate: recognised at the gateway, stored once in TimescaleDB.
     assert "seq 2 published twice, stored 1 time(s) (gateway duplicates=1)" in out
     # The publish on another device's topic: refused by the site broker's ACL.
-    assert "leak-0001's topic stored: 0" in out
+    assert "leak-bench's topic stored: 0" in out
 
     # Bad input stops at the gateway: its SQLite dead letters and the cabinet's
     # error replies on the site broker, one per bad message, none at the backend.
     letters = _section(out, "Gateway dead letters")
-    replies = _section(out, "Error replies cab-0001 read on its own down/error topic of the SITE")
+    replies = _section(out, "Error replies cab-bench read on its own down/error topic of the SITE")
     for code in ("bad_json", "out_of_range", "topic_mismatch"):
-        assert len(re.findall(rf"^\s+cab-0001\s+{code}\b", letters, re.MULTILINE)) == 1, code
+        assert len(re.findall(rf"^\s+cab-bench\s+{code}\b", letters, re.MULTILINE)) == 1, code
         assert replies.count(f'"code":"{code}"') == 1, f"no error reply {code}"
-    assert len(re.findall(r"^\s+cab-0001\s+\w+", letters, re.MULTILINE)) == 3
+    assert len(re.findall(r"^\s+cab-bench\s+\w+", letters, re.MULTILINE)) == 3
     assert "backend dead letters this run: 0." in out
     assert re.search(r"Ingest counters: .*\bdead_lettered=0\b", out)
 
     # seq 4 never sent: reported as a gap of one, and the only gap (the
     # gateway's own sequence has none).
     gaps = _section(out, "Sequence gaps")
-    assert re.search(r"^\s+cab-0001\s+[0-9a-f]{8}\s+4\s+4\s+1\s*$", gaps, re.MULTILINE)
+    assert re.search(r"^\s+cab-bench\s+[0-9a-f]{8}\s+4\s+4\s+1\s*$", gaps, re.MULTILINE)
     assert len(re.findall(r"^\s+\S+\s+[0-9a-f]{8,16}\s+\d+", gaps, re.MULTILINE)) == 1
 
     # The gateway's counters, read from its /metrics.
@@ -92,7 +97,7 @@ def test_demo_goes_through_the_gateway_stores_once_and_stops_bad_input_at_the_si
     # Presence: online while it ran; its clean stop published the offline status.
     devices = _section(out, "Devices and gateway while the gateway ran")
     assert re.search(r"^\s+gw-demo-1\s+gateway\s+online\s", devices, re.MULTILINE)
-    for dev, role in (("cab-0001", "cabinet"), ("leak-0001", "leak_sensor")):
+    for dev, role in (("cab-bench", "cabinet"), ("leak-bench", "leak_sensor")):
         assert re.search(rf"^\s+{dev}\s+{role}\s+online\s+\S+\s+gw-demo-1", devices, re.MULTILINE)
     presence = _section(out, "Gateway presence")
     states = re.findall(r"^\s+gw-demo-1\s+\d+\s+(online|offline)\s", presence, re.MULTILINE)
@@ -113,15 +118,18 @@ def test_demo_goes_through_the_gateway_stores_once_and_stops_bad_input_at_the_si
     assert all('-H "Authorization: Bearer $TOKEN" ' in line for line in curls[1:])
 
     api_devices = _section(out, "API GET /api/v1/devices as demo-operator: 200,")
-    for dev, role in (("cab-0001", "cabinet"), ("leak-0001", "leak_sensor")):
+    for dev, role in (("cab-bench", "cabinet"), ("leak-bench", "leak_sensor")):
         assert re.search(rf"^\s+{dev}\s+{role}\s+online\s.*\sgw-demo-1\s", api_devices, re.M)
-    # The gateway stopped cleanly: the API sees it offline.
-    assert re.search(r"^\s+gw-demo-1\s+gateway\s+offline\s", api_devices, re.MULTILINE)
+    # The gateway stopped cleanly after the script, then started again for the
+    # town: the API sees it online, and the town's cabinets live behind it.
+    assert re.search(r"^\s+gw-demo-1\s+gateway\s+online\s", api_devices, re.MULTILINE)
+    for cab in ("cab-0001", "cab-0002", "cab-0003"):
+        assert re.search(rf"^\s+{cab}\s+cabinet\s+online\s.*\sgw-demo-1\s", api_devices, re.M)
 
     # The cabinet's level_pct in 15-minute buckets over this run's device times:
     # per circuit, the 3 stored readings (100 %, 70 %, 50 %; the 180 % one was
     # dead-lettered, the duplicate stored once) average to 73.33.
-    telemetry = _section(out, "API GET cab-0001 telemetry as demo-operator: 200,")
+    telemetry = _section(out, "API GET cab-bench telemetry as demo-operator: 200,")
     assert "telemetry?metric=level_pct&bucket=15m&from=" in telemetry
     points = re.findall(
         r"^\s+\d{4}-\d\d-\d\d \d\d:\d\d\s+(\d+)\s+(\d+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s*$",
@@ -135,7 +143,7 @@ def test_demo_goes_through_the_gateway_stores_once_and_stops_bad_input_at_the_si
         assert (float(low), float(high)) == (50.0, 100.0)
 
     events = _section(out, "API GET /api/v1/events as demo-operator: 200,")
-    assert len(re.findall(r"^\s+\d\d:\d\d:\d\d\s+cab-0001\s", events, re.MULTILINE)) == 1
+    assert len(re.findall(r"^\s+\d\d:\d\d:\d\d\s+cab-bench\s", events, re.MULTILINE)) == 1
     assert re.search(r"\s3\s+door_open\s+warning\s+True\s*$", events, re.MULTILINE)
 
     # Roles: the operator is refused the dead letters, the technician reads them.
@@ -150,5 +158,55 @@ def test_demo_goes_through_the_gateway_stores_once_and_stops_bad_input_at_the_si
     if rows == 0:
         assert "(none)" in letters
 
-    # Without --serve the demo stops the API at the end.
-    assert re.search(r"^API stopped \(by SIGTERM\)", out, re.MULTILINE)
+    # Without --serve the demo stops the API, the engine and the notifier at the end.
+    for job in ("api", "alerts", "notify"):
+        assert re.search(rf"^{job} stopped \(", out, re.MULTILINE), job
+    assert "Traceback" not in out
+
+
+def _town_and_alerts(out: str) -> None:
+    """The sample town through the whole stack, and the alerts its faults raised."""
+    # The planner's upload of the asset register, the admin's webhook channel.
+    assert re.search(r"assets\s+PUT /api/v1/assets as demo-planner: 200, 51 GeoJSON", out)
+    assert re.search(r"channel\s+POST /api/v1/notification-channels as demo-admin: 201", out)
+
+    # Every device of the register, simulated for 12 days, stored via the gateway:
+    # a cabinet reports every 10 minutes, a sensor once a night.
+    town = _section(out, "The town's messages stored this run")
+    rows = re.findall(
+        r"^\s+(\S+)\s+(cabinet|leak_sensor)\s+bourg\s+1\s+(\d+)\s+(\d+)\s+(\d+)\s", town, re.M
+    )
+    assert sorted(r[0] for r in rows) == [
+        "cab-0001", "cab-0002", "cab-0003", "leak-0001", "leak-0002", "leak-0003", "leak-0004"
+    ]  # fmt: skip
+    for device, role, telemetry, _events, _status in rows:
+        if role == "cabinet":
+            assert 12 * 144 <= int(telemetry) <= 13 * 144, device
+        else:
+            assert 12 <= int(telemetry) <= 13, device
+
+    # The engine raised an alert for every injected fault (the ground truth).
+    truth = _section(out, "The scenario's faults (ground truth) and the alert raised for each")
+    raised = re.findall(r"\salert (\d+)\s*$", truth, re.MULTILINE)
+    assert len(raised) == 7 and "MISSING" not in truth
+    alerts = _section(out, "Alerts (API GET /api/v1/alerts?state=open")
+    assert re.search(
+        r"^\s+\d+\s+leak\s+leak-0002\s+bourg\s+(warning|critical)\s+open", alerts, re.M
+    )
+    assert re.search(r"^\s+\d+\s+door_open\s+cab-0001\s+bourg\s+warning\s+open", alerts, re.M)
+    # and nothing about the healthy devices
+    for healthy in ("leak-0001", "leak-0004"):
+        assert not re.search(rf"^\s+\d+\s+\w+\s+{healthy}\s", alerts, re.MULTILINE)
+
+    # The operator acknowledged and assigned the door alert: its history says so.
+    history = _section(out, "API GET /api/v1/alerts/")
+    actions = re.findall(r"^\s+\d\d:\d\d:\d\d\s+(\w+)\s+(\S+)", history, re.MULTILINE)
+    assert actions == [
+        ("opened", "engine"), ("acknowledged", "demo-operator"), ("assigned", "demo-operator")
+    ]  # fmt: skip
+
+    # The notifier delivered the openings to the webhook, each signed.
+    hooks = _section(out, "Webhook notifications received at http://127.0.0.1:")
+    opened = re.findall(r"^\s+alert\.opened\s+\d+\s+(\w+)\s+(\S+)\s+\w+\s+valid\s*$", hooks, re.M)
+    assert {("door_open", "cab-0001"), ("leak", "leak-0002")} <= set(opened)
+    assert "INVALID" not in hooks
