@@ -146,13 +146,14 @@ def play_town(fleet: Fleet, now_ms: int) -> tuple[float, bool]:
     """Fast-forward the town to ``now_ms``; (seconds taken, everything sent)."""
     started = time.monotonic()
 
-    def progress(sim_ms: int) -> None:
-        day = time.strftime("%Y-%m-%d", time.gmtime(sim_ms / 1000))
-        print(f"\r  simulated    up to {day}", end="", flush=True)
+    print("  simulated   ", end="", flush=True)
 
-    fleet.run_until(now_ms, progress)
+    def progress(sim_ms: int) -> None:
+        print(" " + time.strftime("%m-%d", time.gmtime(sim_ms / 1000)), end="", flush=True)
+
+    fleet.run_until(now_ms, progress, every_ms=2 * DAY)
     sent = fleet.drain()
-    print()
+    print(" now")
     return time.monotonic() - started, sent
 
 

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import re
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -28,13 +30,14 @@ from psycopg.rows import dict_row
 from backend.api.app import create_app
 from backend.api.permissions import Role
 from backend.api.queries.auth import IssuedToken, issue_token
+from backend.assets.sample import sample_town
 from backend.settings import Settings
 from backend.storage import migrate
 from backend.storage.scratch import scratch_database
 from tests.e2e.browser import CHROMIUM_FLAGS, ApiServer, require_chromium, unavailable
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, Page
+    from playwright.sync_api import Browser, Locator, Page
 
     from backend.devstack import Stack
 
@@ -69,6 +72,25 @@ INSERT INTO reading (time, device_id, channel, metric, value, boot_id, seq) VALU
   -- outside the default 24 h window
   (now() - interval '3 days', '{CABINET}', 0, 'power_w', 700, 'b00t0001', 7);
 """
+
+# Two of the sample town's devices have been heard from; the upload of the
+# asset register adds rows for the others (never heard from yet).
+TOWN_CABINET = "cab-0001"  # cabinet cab-01
+TOWN_DEVICES = f"""
+INSERT INTO device (device_id, role, site, first_seen, last_seen, last_message_at,
+                    last_boot_id, last_status, last_status_at, fw)
+VALUES ('{TOWN_CABINET}', 'cabinet', 'bourg', now() - interval '9 days',
+        now() - interval '1 minute', now() - interval '1 minute', 'b00t0011', 'online',
+        now() - interval '6 hours', '1.4.2'),
+       ('leak-0002', 'leak_sensor', 'bourg', now() - interval '9 days', now() - interval '3 hours',
+        now() - interval '3 hours', 'b00t0012', 'online', now() - interval '9 days', '0.9.0');
+"""
+TOWN_DEVICE_IDS = {
+    f["properties"]["device_id"]
+    for f in sample_town()["features"]
+    if f["properties"].get("device_id")
+}
+SEEDED_DEVICES = 3 + len(TOWN_DEVICE_IDS)  # SEED's three and the town's
 
 
 def settings_for(url: str, services: Stack) -> Settings:
@@ -126,7 +148,10 @@ class Console:
 
     def call(self, role: Role, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """The API as any client sees it (to compare with what the page shows)."""
-        headers = {"Authorization": f"Bearer {self.tokens[role].token}"}
+        headers = {
+            **kwargs.pop("headers", {}),
+            "Authorization": f"Bearer {self.tokens[role].token}",
+        }
         return httpx.request(
             method, f"{self.server.base_url}/api/v1{path}", headers=headers, **kwargs
         )
@@ -196,11 +221,22 @@ def console(stack: object) -> Iterator[Console]:
         migrate(url)
         with psycopg.connect(url) as conn:
             conn.execute(SEED)
+            conn.execute(TOWN_DEVICES)
         tokens = {role: issue(url, f"{role.value}-{RUN}", role) for role in Role}
         server = ApiServer(create_app(settings_for(url, services)))
         server.start()
         try:
-            yield Console(url, services, server, tokens)
+            console = Console(url, services, server, tokens)
+            # The sample town, uploaded as a planner does it.
+            uploaded = console.call(
+                Role.PLANNER,
+                "PUT",
+                "/assets",
+                content=json.dumps(sample_town()),
+                headers={"Content-Type": "application/geo+json"},
+            )
+            assert uploaded.status_code == 200, uploaded.text
+            yield console
         finally:
             server.stop()
 
@@ -317,6 +353,10 @@ def test_a_token_revoked_during_the_shift_returns_to_sign_in_with_the_reason(
     page.get_by_label("API token").fill(token.token)
     page.get_by_role("button", name="Sign in").click()
     expect(page.locator("#who")).to_contain_text(f"revoked-{RUN}")
+    # Revoked once the page's first calls are answered (the list, the stream),
+    # so the click below is the call that meets the 401.
+    expect(page.locator("#live")).to_have_attribute("data-state", "live")
+    expect(page.locator("#alerts-count")).to_contain_text("alert")
 
     revoked = console.call(Role.ADMIN, "DELETE", f"/tokens/{token.token_id}")
     assert revoked.status_code == 204, revoked.text
@@ -579,7 +619,7 @@ def test_the_devices_page_lists_presence_and_draws_the_telemetry_chart(
     sign_in(page, console, Role.OPERATOR)
     page.get_by_role("link", name="Devices").click()
     rows = page.locator("#devices-body tr")
-    expect(rows).to_have_count(3)
+    expect(rows).to_have_count(SEEDED_DEVICES)
     cabinet = page.locator(f'#devices-body tr[data-device-id="{CABINET}"]')
     expect(cabinet).to_contain_text("online")
     expect(cabinet).to_contain_text("cabinet")
@@ -617,6 +657,186 @@ def test_the_devices_page_lists_presence_and_draws_the_telemetry_chart(
     expect(page.locator("#telemetry-error")).to_contain_text(
         "422 Unprocessable Content: query.metric"
     )
+
+
+# --- map -------------------------------------------------------------------------------
+
+
+def town(console: Console) -> list[dict[str, Any]]:
+    """The features the API serves (what the map must draw)."""
+    answer = console.call(Role.OPERATOR, "GET", "/assets", params={"limit": 10_000})
+    assert answer.status_code == 200, answer.text
+    collection = answer.json()
+    assert collection["total"] == len(collection["features"])
+    return cast("list[dict[str, Any]]", collection["features"])
+
+
+def open_map(page: Page, console: Console) -> None:
+    from playwright.sync_api import expect
+
+    sign_in(page, console, Role.OPERATOR)
+    page.get_by_role("link", name="Map").click()
+    expect(page.get_by_role("heading", name="Map", exact=True)).to_be_visible()
+    expect(page.locator("#map-status")).to_contain_text("device")  # assets and alerts read
+
+
+def marker(page: Page, name: str) -> Locator:
+    return page.locator("#map-svg").get_by_role("button", name=name, exact=True)
+
+
+def test_the_map_draws_the_asset_register_and_marks_a_sensor_with_a_critical_leak(
+    page: Page, console: Console
+) -> None:
+    from playwright.sync_api import expect
+
+    console.raise_alert(
+        rule="leak",
+        device_id="leak-0002",
+        site="bourg",
+        severity="critical",
+        title=f"Leak suspected at hydrant n-06 ({RUN})",
+    )
+    features = town(console)
+    kinds = Counter(f["properties"]["kind"] for f in features)
+    assert kinds["cabinet"] == 3 and kinds["sensor"] == 4 and kinds["pipe"] == 9
+    open_map(page, console)
+
+    svg = page.locator("#map-svg")
+    expect(page.get_by_role("group", name=re.compile(r"^Map of Le Bourg"))).to_be_visible()
+    expect(svg.locator("g.device.cabinet")).to_have_count(kinds["cabinet"])
+    expect(svg.locator("g.device.sensor")).to_have_count(kinds["sensor"])
+    expect(svg.locator("polyline.pipe")).to_have_count(kinds["pipe"])
+    expect(svg.locator("circle.luminaire")).to_have_count(kinds["luminaire"])
+    expect(svg.locator("circle.node")).to_have_count(kinds["node"])
+    expect(svg.locator("path.site")).to_have_count(kinds["site"])  # a Polygon: its outline
+
+    leak = marker(page, "sensor s-02 (leak-0002): critical alert")
+    expect(leak).to_have_attribute("data-severity", "critical")
+    expect(leak.locator(".ring")).to_have_count(1)
+    expect(leak.locator(".alert-label")).to_have_text("▲ CRITICAL")  # not colour alone
+    quiet = marker(page, "sensor s-01 (leak-0001): no live alert")
+    expect(quiet).not_to_have_attribute("data-severity", re.compile(".*"))
+    expect(quiet.locator(".ring")).to_have_count(0)
+
+    # Every cabinet and sensor sits where its coordinates say: the same scale
+    # east-west (lon·cos(lat0)) and north-south (lat), north up.
+    points = [f for f in features if f["properties"]["kind"] in ("cabinet", "sensor")]
+    drawn = svg.locator("g.device .body").evaluate_all(
+        """bodies => bodies.map(b => {
+            const r = b.getBoundingClientRect();
+            const g = b.closest("g.device");
+            const key = g.dataset.kind + ":" + g.dataset.assetId;
+            return [key, r.x + r.width / 2, r.y + r.height / 2];
+        })"""
+    )
+    screen = {key: (x, y) for key, x, y in drawn}
+    lats = [lat for f in features for _, lat in positions(f["geometry"])]
+    k = math.cos(math.radians((min(lats) + max(lats)) / 2))
+    origin = points[0]
+    lon0, lat0 = origin["geometry"]["coordinates"]
+    x0, y0 = screen[origin["id"]]
+    pairs = []  # (projected offset, drawn offset), both axes
+    for f in points[1:]:
+        lon, lat = f["geometry"]["coordinates"]
+        x, y = screen[f["id"]]
+        pairs += [((lon - lon0) * k, x - x0), (lat - lat0, y0 - y)]
+    scale = sum(p * d for p, d in pairs) / sum(p * p for p, _ in pairs)
+    assert scale > 0
+    misplaced = [(p * scale, d) for p, d in pairs if abs(p * scale - d) > 1.5]
+    assert misplaced == [], f"drawn offsets off the projection by more than 1.5 px: {misplaced}"
+
+
+def positions(geometry: dict[str, Any] | None) -> list[tuple[float, float]]:
+    if geometry is None:
+        return []
+    found: list[tuple[float, float]] = []
+
+    def walk(value: Any) -> None:
+        if isinstance(value[0], int | float):
+            found.append((float(value[0]), float(value[1])))
+        else:
+            for inner in value:
+                walk(inner)
+
+    walk(geometry["coordinates"])
+    return found
+
+
+def test_a_new_alert_recolours_its_device_on_the_open_map_through_the_stream(
+    page: Page, console: Console
+) -> None:
+    from playwright.sync_api import expect
+
+    streams: list[str] = []
+    page.on(
+        "request", lambda r: streams.append(r.url) if r.url.endswith("/api/v1/stream") else None
+    )
+    open_map(page, console)
+    expect(page.locator("#live")).to_have_attribute("data-state", "live")
+    page.evaluate("() => { window.sameDocument = true; }")  # gone if the page reloads
+    expect(marker(page, "cabinet cab-02 (cab-0002): no live alert")).to_be_visible()
+
+    alert_id, _ = console.raise_alert(
+        rule="door_open",
+        device_id="cab-0002",
+        site="bourg",
+        severity="warning",
+        title=f"Cabinet door open, Rue des Tilleuls ({RUN})",
+    )
+    warned = marker(page, "cabinet cab-02 (cab-0002): warning alert")
+    expect(warned).to_have_attribute("data-severity", "warning")
+    expect(warned.locator(".alert-label")).to_have_text("◆ WARNING")
+
+    acknowledged = console.call(Role.OPERATOR, "POST", f"/alerts/{alert_id}/acknowledge", json={})
+    assert acknowledged.status_code == 200, acknowledged.text
+    expect(
+        marker(page, "cabinet cab-02 (cab-0002): warning alert, acknowledged")
+    ).to_have_attribute("data-state", "acknowledged")
+
+    resolved = console.call(Role.TECHNICIAN, "POST", f"/alerts/{alert_id}/resolve", json={})
+    assert resolved.status_code == 200, resolved.text
+    calm = marker(page, "cabinet cab-02 (cab-0002): no live alert")
+    expect(calm.locator(".ring")).to_have_count(0)
+    assert page.evaluate("() => window.sameDocument") is True
+    assert len(streams) == 1, f"the map opened a stream of its own: {streams}"
+
+
+def test_clicking_a_cabinet_shows_its_device_and_alerts_and_opens_the_alert(
+    page: Page, console: Console
+) -> None:
+    from playwright.sync_api import expect
+
+    title = f"Mains lost at Place de l'Église ({RUN})"
+    alert_id, _ = console.raise_alert(
+        rule="mains_loss", device_id=TOWN_CABINET, site="bourg", severity="critical", title=title
+    )
+    open_map(page, console)
+    marker(page, f"cabinet cab-01 ({TOWN_CABINET}): critical alert").click()
+
+    panel = page.locator("#map-detail")
+    expect(panel.locator("#map-detail-title")).to_have_text("cabinet cab-01 · Place de l'Église")
+    expect(panel.locator("#map-detail-fields")).to_contain_text(TOWN_CABINET)
+    expect(panel.locator("#map-detail-presence")).to_contain_text("online since")
+    expect(panel.locator("#map-detail-seen time")).to_have_count(1)
+    item = panel.locator(f'#map-detail-alerts li[data-alert-id="{alert_id}"]')
+    expect(item.locator(".sev")).to_have_text("▲CRITICAL")
+    expect(item).to_contain_text("(open)")
+
+    item.get_by_role("link", name=title).click()
+    expect(page.locator("#alert-detail #detail-title")).to_contain_text(title)
+    expect(page.locator("#alert-detail #detail-state")).to_have_text("open")
+    assert page.evaluate("() => location.hash") == "#alerts"
+
+    # From the keyboard: a sensor whose device has never been heard from.
+    page.get_by_role("link", name="Map").click()
+    sensor = marker(page, "sensor s-03 (leak-0003): no live alert")
+    sensor.focus()
+    page.keyboard.press("Enter")
+    expect(panel.locator("#map-detail-title")).to_have_text("sensor s-03")
+    expect(panel.locator("#map-detail-fields")).to_contain_text("node n-08")
+    expect(panel.locator("#map-detail-presence")).to_have_text("unknown")
+    expect(panel.locator("#map-detail-seen")).to_have_text("never heard from")
+    expect(panel.locator("#map-detail-alerts")).to_have_text("no live alert")
 
 
 # --- the event-stream parser, in the browser -----------------------------------------

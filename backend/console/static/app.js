@@ -6,11 +6,12 @@ import { createAlertsBoard } from "./alerts.js";
 import { Api } from "./api.js";
 import { createDevicesPage } from "./devices.js";
 import { byId, el, severityBadge, showProblem } from "./dom.js";
+import { createMapPage } from "./map.js";
 import { openStream } from "./stream.js";
 
 const TOKEN_KEY = "lumeau.console.token";
 const MAX_TOASTS = 5;
-const VIEWS = { alerts: "alerts:read", devices: "devices:read" };
+const VIEWS = { alerts: "alerts:read", map: "assets:read", devices: "devices:read" };
 const LIVE_TEXT = {
   connecting: "connecting…",
   live: "live",
@@ -18,7 +19,7 @@ const LIVE_TEXT = {
   stopped: "live updates off",
 };
 
-let session = null; // {me, alerts, devices, stream} while signed in
+let session = null; // {me, alerts, map, devices, stream} while signed in
 
 const api = new Api({
   token: () => sessionStorage.getItem(TOKEN_KEY) ?? "",
@@ -33,19 +34,30 @@ function showView(name) {
     else tab.removeAttribute("aria-current");
   }
   if (name === "devices" && session) session.devices.load();
+  if (name === "map" && session) session.map.show();
+}
+
+function allowed(me, view) {
+  const needs = view === "map" ? [VIEWS.map, "alerts:read"] : [VIEWS[view]];
+  return needs.every((permission) => me.permissions.includes(permission));
 }
 
 function route() {
   if (!session) return;
-  const allowed = Object.keys(VIEWS).filter((v) => session.me.permissions.includes(VIEWS[v]));
+  const views = Object.keys(VIEWS).filter((v) => allowed(session.me, v));
   const wanted = location.hash.slice(1);
-  showView(allowed.includes(wanted) ? wanted : allowed[0]);
+  showView(views.includes(wanted) ? wanted : views[0]);
 }
 
 function setLive(state, detail) {
   const live = byId("live");
   live.dataset.state = state;
   live.textContent = detail ? `${LIVE_TEXT[state]}: ${detail}` : LIVE_TEXT[state];
+}
+
+function openAlert(alertId) {
+  location.hash = "#alerts";
+  session?.alerts.select(alertId);
 }
 
 function toast(change) {
@@ -62,8 +74,7 @@ function toast(change) {
         type: "button",
         onclick: () => {
           item.remove();
-          location.hash = "#alerts";
-          session?.alerts.select(change.alert_id);
+          openAlert(change.alert_id);
         },
       }, "Open"),
       el("button", { type: "button", class: "quiet", onclick: () => item.remove() }, "Dismiss")),
@@ -76,21 +87,31 @@ function start(me) {
   const can = (permission) => me.permissions.includes(permission);
   const alerts = createAlertsBoard({ api, me, onCritical: toast });
   const devices = createDevicesPage({ api });
-  session = { me, alerts, devices, stream: null };
+  // The map reads alerts too (its markers), so it needs both permissions.
+  const map = can("alerts:read") ? createMapPage({ api, me, onOpenAlert: openAlert }) : null;
+  session = { me, alerts, map, devices, stream: null };
   byId("view-signin").hidden = true;
   byId("who").textContent = `${me.user} · ${me.role}`;
   byId("session").hidden = false;
   byId("tabs").hidden = false;
-  for (const [view, permission] of Object.entries(VIEWS)) byId(`tab-${view}`).hidden = !can(permission);
+  for (const view of Object.keys(VIEWS)) byId(`tab-${view}`).hidden = !allowed(me, view);
   route();
   if (can("alerts:read")) alerts.load();
   if (can("stream:read") && can("alerts:read")) {
     session.stream = openStream({
       api,
-      onEvent: (event) => alerts.onStreamEvent(event),
+      // One stream for the whole page: the board and the map both follow it.
+      onEvent: (event) => {
+        alerts.onStreamEvent(event);
+        map?.onStreamEvent(event);
+      },
       onStatus: setLive,
       // A fresh connection (no Last-Event-ID) may have missed changes: re-read the list.
-      onOpen: (resumed) => { if (!resumed) alerts.load(); },
+      onOpen: (resumed) => {
+        if (resumed) return;
+        alerts.load();
+        map?.reloadAlerts();
+      },
     });
   } else {
     setLive("stopped", "");
@@ -103,6 +124,7 @@ function signOut(problem) {
     session.stream?.stop();
     session.alerts.stop();
     session.devices.stop();
+    session.map?.stop();
     session = null;
   }
   for (const view of Object.keys(VIEWS)) byId(`view-${view}`).hidden = true;

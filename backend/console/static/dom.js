@@ -61,7 +61,7 @@ export function formatTime(iso) {
 export const SEVERITIES = ["critical", "warning", "info"];
 
 // Severity as words and a shape, never as colour alone.
-const SEVERITY_MARK = { critical: "▲", warning: "◆", info: "●" };
+export const SEVERITY_MARK = { critical: "▲", warning: "◆", info: "●" };
 
 export function severityBadge(severity) {
   return el(
