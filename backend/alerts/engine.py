@@ -11,6 +11,12 @@ write fails is rolled back alone (a savepoint) and counted.
 ``AlertEngine`` runs it in a loop. Only one engine may act at a time: it
 holds a session advisory lock on a dedicated connection; a second engine
 waits as a standby and takes over when the first one's connection goes.
+That connection uses TCP keepalives at both ends, so a session cut off by
+the network ends (and frees the lock) within about a minute instead of
+hours; and the write transaction checks in ``pg_locks`` that the lock
+session still holds the lock (else nothing is written) while it holds a
+transaction lock every engine's writes take, so two engines never write at
+once.
 """
 
 from __future__ import annotations
@@ -36,14 +42,21 @@ from backend.alerts.sources import BadRow, SourceResult
 from backend.alerts.sources.acoustic import leak_signal, read_samples
 from backend.alerts.sources.battery import Sample, battery_signal, read_latest
 from backend.alerts.sources.energy import circuit_signal, read_cabinets, read_circuits
-from backend.alerts.sources.events import read_events
+from backend.alerts.sources.events import RETRY_PREFIX, read_events
 from backend.alerts.sources.presence import DeviceRow, presence_signal, read_devices
 
 log = logging.getLogger(__name__)
 
 # Scoped to one database, like the migration runner's key (which ends in 1).
 ENGINE_LOCK_KEY: Final = 0x4C554D4541550A1E
+# taken by every engine's write transaction (when it acts under ENGINE_LOCK_KEY)
+ENGINE_WRITE_KEY: Final = 0x4C554D4541550A1F
+# a dead peer is noticed after idle + interval x count = 60 s
+KEEPALIVE_IDLE_S: Final = 30
+KEEPALIVE_INTERVAL_S: Final = 10
+KEEPALIVE_COUNT: Final = 3
 RUN_CURSOR_PREFIX: Final = "run:"
+_TICK: Final = timedelta(microseconds=1)
 
 
 @dataclass
@@ -61,6 +74,7 @@ class Counts:
     resolved: int = 0
     reopened: int = 0
     bad_rows: int = 0
+    clock_ahead: int = 0
     errors: int = 0
     sources: list[str] = field(default_factory=list)
 
@@ -90,7 +104,12 @@ Source = Callable[[psycopg.Connection[Any], Policy, datetime, dict[str, datetime
 def _events(
     conn: psycopg.Connection[Any], policy: Policy, now: datetime, cursors: dict[str, datetime]
 ) -> SourceResult:
-    return read_events(conn, policy, now, cursors.get("events"))
+    retries = {
+        name.removeprefix(RETRY_PREFIX): position
+        for name, position in cursors.items()
+        if name.startswith(RETRY_PREFIX)
+    }
+    return read_events(conn, policy, now, cursors.get("events"), retries)
 
 
 def _presence(
@@ -190,11 +209,38 @@ def collect(
             continue
         counts.sources.append(name)
         counts.bad_rows += result.bad_rows
+        counts.clock_ahead += result.clock_ahead
         signals.extend(result.signals)
         updates.update(result.cursors)
         if every_s is not None:
             updates[RUN_CURSOR_PREFIX + name] = now
     return signals, updates
+
+
+class LockLost(RuntimeError):
+    """The engine's lock session no longer holds the engine lock: nothing was written."""
+
+
+@dataclass(frozen=True)
+class HeldLock:
+    """The session advisory lock an engine acts under: its key and its session's pid."""
+
+    key: int
+    pid: int
+
+
+def check_lock(conn: psycopg.Connection[Any], lock: HeldLock) -> None:
+    """Inside the write transaction: wait for any other engine's write, then make
+    sure ``lock`` is still held (its session may have died since the last look)."""
+    conn.execute("SELECT pg_advisory_xact_lock(%s)", (ENGINE_WRITE_KEY,))
+    row = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted"
+        " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        " AND classid = %s::oid AND objid = %s::oid AND objsubid = 1 AND pid = %s)",
+        (lock.key >> 32 & 0xFFFFFFFF, lock.key & 0xFFFFFFFF, lock.pid),
+    ).fetchone()
+    if row is None or not row[0]:
+        raise LockLost(f"session {lock.pid} no longer holds the engine lock")
 
 
 def apply(
@@ -204,8 +250,9 @@ def apply(
     signals: list[Signal],
     cursors: dict[str, datetime],
     counts: Counts,
+    lock: HeldLock | None = None,
 ) -> None:
-    """Judge and write every key in one transaction."""
+    """Judge and write every key in one transaction (none if ``lock`` is lost)."""
     by_key: dict[str, list[Signal]] = defaultdict(list)
     for signal in signals:
         if not policy.rule(signal.rule).enabled:
@@ -213,7 +260,10 @@ def apply(
             continue
         by_key[signal.dedup_key].append(signal)
     counts.signals += sum(len(v) for v in by_key.values())
+    failed: set[str] = set()
     with conn.transaction():
+        if lock is not None:
+            check_lock(conn, lock)
         live = store.lock_live(conn, by_key)
         active = [k for k, sigs in by_key.items() if k not in live and any(s.active for s in sigs)]
         resolved = store.latest_resolved(conn, active)
@@ -230,8 +280,49 @@ def apply(
             except Exception:
                 log.exception("alert key %s failed; the other keys go on", key)
                 counts.errors += 1
+                failed.add(key)
         for name, position in cursors.items():
             store.save_cursor(conn, name, position, now)
+        _keep_event_retries(conn, policy, now, by_key, failed, "events" in counts.sources)
+
+
+def _keep_event_retries(
+    conn: psycopg.Connection[Any],
+    policy: Policy,
+    now: datetime,
+    by_key: dict[str, list[Signal]],
+    failed: set[str],
+    events_read: bool,
+) -> None:
+    """Events of a failed key are read again next time (the cursor has moved on)."""
+    existing = {
+        name.removeprefix(RETRY_PREFIX): position
+        for name, position in store.read_cursors(conn).items()
+        if name.startswith(RETRY_PREFIX)
+    }
+    for key in sorted(failed):
+        # just before the first unwritten event (a read is "after position")
+        positions = [s.received_at - _TICK for s in by_key.get(key, []) if s.received_at]
+        if key in existing:
+            positions.append(existing[key])
+        if not positions:
+            continue
+        position = min(positions)
+        if (now - position).total_seconds() > policy.events.retry_max_s:
+            log.error(
+                "alert key %s: its events since %s failed to be written for more than"
+                " %.0f s; given up",
+                key,
+                position.isoformat(),
+                policy.events.retry_max_s,
+            )
+            store.delete_cursor(conn, RETRY_PREFIX + key)
+            continue
+        store.save_cursor(conn, RETRY_PREFIX + key, position, now)
+    if events_read:  # their events were read again, and written
+        for key in existing:
+            if key not in failed:
+                store.delete_cursor(conn, RETRY_PREFIX + key)
 
 
 def _judge_and_write(
@@ -285,13 +376,19 @@ def _judge_and_write(
             setattr(counts, entry.action, getattr(counts, entry.action) + 1)
 
 
-def evaluate_once(conn: psycopg.Connection[Any], policy: Policy, now: datetime) -> Counts:
-    """One evaluation of every due source at ``now`` (timezone-aware)."""
+def evaluate_once(
+    conn: psycopg.Connection[Any], policy: Policy, now: datetime, *, lock: HeldLock | None = None
+) -> Counts:
+    """One evaluation of every due source at ``now`` (timezone-aware).
+
+    With ``lock``, the writes happen only if that session still holds it
+    (else ``LockLost``).
+    """
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     counts = Counts()
     signals, cursors = collect(conn, policy, now, counts)
-    apply(conn, policy, now, signals, cursors, counts)
+    apply(conn, policy, now, signals, cursors, counts, lock)
     return counts
 
 
@@ -302,6 +399,36 @@ class EngineConfig:
     stats_interval_s: float = 300.0
     lock_key: int = ENGINE_LOCK_KEY
     retry_max_s: float = 30.0
+
+
+def connect_lock_session(conninfo: str) -> psycopg.Connection[Any]:
+    """The lock's connection, with TCP keepalives at both ends.
+
+    Without them a session cut off by the network stays open on the server
+    (holding the lock, so no engine acts) until the kernel gives up, hours
+    later; libpq's probe the server from this side, the server's settings
+    probe this side from the server.
+    """
+    conn = psycopg.connect(
+        conninfo,
+        autocommit=True,
+        application_name="lumeau-alerts-lock",
+        keepalives=1,
+        keepalives_idle=KEEPALIVE_IDLE_S,
+        keepalives_interval=KEEPALIVE_INTERVAL_S,
+        keepalives_count=KEEPALIVE_COUNT,
+    )
+    try:
+        for setting, value in (
+            ("tcp_keepalives_idle", KEEPALIVE_IDLE_S),
+            ("tcp_keepalives_interval", KEEPALIVE_INTERVAL_S),
+            ("tcp_keepalives_count", KEEPALIVE_COUNT),
+        ):
+            conn.execute("SELECT set_config(%s, %s, false)", (setting, str(value)))
+    except BaseException:
+        conn.close()
+        raise
+    return conn
 
 
 class AlertEngine:
@@ -342,6 +469,14 @@ class AlertEngine:
                         continue
                     counts = self._evaluate()
                     delay = 0.5
+                except LockLost as exc:
+                    # the lock session died after the last look: another engine may act
+                    log.warning("engine lock lost (%s); evaluation not written", exc)
+                    self._close()
+                    if once:
+                        return 2
+                    self._stop.wait(delay)
+                    continue
                 except psycopg.OperationalError as exc:
                     log.warning("database unavailable (%s); retrying in %.1f s", exc, delay)
                     self._close()
@@ -385,9 +520,7 @@ class AlertEngine:
             self._lock_conn.execute("SELECT 1")  # a dead session has lost the lock
             return True
         if self._lock_conn is None or self._lock_conn.closed:
-            self._lock_conn = psycopg.connect(
-                self.config.conninfo, autocommit=True, application_name="lumeau-alerts-lock"
-            )
+            self._lock_conn = connect_lock_session(self.config.conninfo)
         row = self._lock_conn.execute(
             "SELECT pg_try_advisory_lock(%s)", (self.config.lock_key,)
         ).fetchone()
@@ -404,7 +537,9 @@ class AlertEngine:
             self._work_conn = psycopg.connect(
                 self.config.conninfo, autocommit=True, application_name="lumeau-alerts"
             )
-        counts = evaluate_once(self._work_conn, self.policy, self.clock())
+        assert self._lock_conn is not None
+        lock = HeldLock(self.config.lock_key, self._lock_conn.info.backend_pid)
+        counts = evaluate_once(self._work_conn, self.policy, self.clock(), lock=lock)
         self.evaluations += 1
         self.totals.add(counts)
         return counts

@@ -166,6 +166,11 @@ class EventPolicy(_Strict):
     # first run (no cursor yet): how far back to read events
     initial_lookback_s: float = Field(default=86400.0, ge=0)
     batch: int = Field(default=5000, ge=1)
+    # a device clock this far ahead of reception is wrong (an RTC set to
+    # 2099): its event is taken as observed when received
+    max_clock_lead_s: float = Field(default=600.0, ge=0)
+    # a key whose write failed has its events read again for this long
+    retry_max_s: float = Field(default=86400.0, ge=0)
     # codes that are no alert at all (a reboot is reported, not alarming)
     ignore: tuple[str, ...] = ("reboot",)
     # one-shot codes (sent with active=true only): raised and cleared at once,

@@ -49,6 +49,8 @@ class Signal:
     title: str
     detail: dict[str, Any] = field(default_factory=dict)
     since: datetime | None = None
+    # an event's reception (its source's cursor), so a failed write can be retried
+    received_at: datetime | None = None
 
     def __post_init__(self) -> None:
         if not RULE_NAME.match(self.rule):

@@ -177,3 +177,7 @@ def save_cursor(
         " updated_at = EXCLUDED.updated_at",
         (name, position, now),
     )
+
+
+def delete_cursor(conn: psycopg.Connection[Any], name: str) -> None:
+    conn.execute("DELETE FROM alert_engine_cursor WHERE name = %s", (name,))

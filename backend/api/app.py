@@ -20,6 +20,7 @@ from backend.api.broker import BrokerAdmin, DevStackBrokerAdmin, Provisioning
 from backend.api.db import DEFAULT_MAX_CONNECTIONS, Database
 from backend.api.deps import authorize
 from backend.api.errors import AUTH_RESPONSES, install_handlers
+from backend.api.gate import RequestGate
 from backend.api.live import LiveStreams, StreamConfig
 from backend.api.permissions import API_PREFIX, PUBLIC, ROUTES, Permission
 from backend.api.routes import (
@@ -136,6 +137,12 @@ def create_app(
     # (a Mount, not an API route; route_permissions checks the API's routes).
     mount_console(app)
     app.state.route_permissions = route_permissions(app, public)
+    # Before any route reads a body: the bearer header, then the body's size.
+    app.add_middleware(
+        RequestGate,
+        routes=[(m, path, ROUTES[(m, path)] is not PUBLIC) for m, path, _ in api_routes(app)],
+        body_limits={("PUT", f"{API_PREFIX}/assets"): assets.MAX_BODY_BYTES},
+    )
     app.state.live = LiveStreams(conninfo, streams or StreamConfig())
     app.state.provisioning = Provisioning(
         admin=broker_admin if broker_admin is not None else DevStackBrokerAdmin(settings),

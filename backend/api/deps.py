@@ -12,10 +12,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Final
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security.utils import get_authorization_scheme_param
 
 from backend.api import errors
 from backend.api.broker import Provisioning
@@ -75,18 +76,47 @@ def required_permission(request: Request) -> Permission:
     return permission
 
 
+MISSING_TOKEN: Final = "missing bearer token: send 'Authorization: Bearer <token>'"
+MALFORMED_TOKEN: Final = (
+    "malformed bearer token: expected 'lmu_' followed by 43 base64url characters"
+)
+
+
+def bearer_refusal(authorization: str | None) -> str | None:
+    """Why an ``Authorization`` header value carries no usable token (None: it does).
+
+    The same reading as ``HTTPBearer`` and ``bearer_token``, for the request
+    gate (``backend.api.gate``), which answers before any body is read.
+    """
+    scheme, credentials = get_authorization_scheme_param(authorization)
+    if not (authorization and scheme and credentials) or scheme.lower() != "bearer":
+        return MISSING_TOKEN
+    return None if well_formed(credentials.strip()) else MALFORMED_TOKEN
+
+
 def bearer_token(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> str:
     """The bearer token of the request, well formed, or a 401."""
     if credentials is None:
-        raise errors.unauthorized("missing bearer token: send 'Authorization: Bearer <token>'")
+        raise errors.unauthorized(MISSING_TOKEN)
     token = credentials.credentials.strip()
     if not well_formed(token):
-        raise errors.unauthorized(
-            "malformed bearer token: expected 'lmu_' followed by 43 base64url characters"
-        )
+        raise errors.unauthorized(MALFORMED_TOKEN)
     return token
+
+
+def token_refusal(record: auth_queries.TokenRecord | None) -> str | None:
+    """Why a looked-up token does not authenticate anyone (None: it does)."""
+    if record is None:
+        return "unknown token"
+    if record.revoked_at is not None:
+        return f"token {record.token_id} was revoked at {record.revoked_at.isoformat()}"
+    if record.expires_at is not None and record.expires_at <= record.checked_at:
+        return f"token {record.token_id} expired at {record.expires_at.isoformat()}"
+    if record.user_disabled_at is not None:
+        return f"user {record.user!r} is disabled"
+    return None
 
 
 async def authorize(
@@ -97,18 +127,10 @@ async def authorize(
 ) -> Principal:
     """Authenticate the token, then check its role against the matrix."""
     record = await auth_queries.find_token(conn, token)
-    if record is None:
-        raise errors.unauthorized("unknown token")
-    if record.revoked_at is not None:
-        raise errors.unauthorized(
-            f"token {record.token_id} was revoked at {record.revoked_at.isoformat()}"
-        )
-    if record.expires_at is not None and record.expires_at <= record.checked_at:
-        raise errors.unauthorized(
-            f"token {record.token_id} expired at {record.expires_at.isoformat()}"
-        )
-    if record.user_disabled_at is not None:
-        raise errors.unauthorized(f"user {record.user!r} is disabled")
+    refusal = token_refusal(record)
+    if refusal is not None:
+        raise errors.unauthorized(refusal)
+    assert record is not None  # token_refusal refuses a missing record
     if not allowed(record.role, permission):
         raise errors.forbidden(
             f"role {record.role.value!r} does not have permission {permission.value!r}"

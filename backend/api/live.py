@@ -7,7 +7,12 @@ connection that LISTENs must not serve other requests), which LISTENs, then
 replays the rows the client missed, then forwards the notifications as they
 come, with a keepalive comment every ``keepalive_s`` so proxies and browsers
 keep the idle response open. ``StreamSlots`` bounds how many such
-connections exist at once.
+connections exist at once, and how many one user holds.
+
+A stream outlives the request that authorized it, so it ends by itself
+(a last ``event: end`` saying why, then the response closes) at the token's
+expiry, and when a re-check of the token every ``recheck_s`` (a short query
+on a pooled connection) finds it revoked, expired or its user disabled.
 
 Order matters for not losing a row: LISTEN first, replay second. A row
 committed in between is both replayed and announced, so announcements of
@@ -21,9 +26,11 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Iterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import aclosing, contextmanager
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Final
 
 import psycopg
@@ -37,25 +44,37 @@ log = logging.getLogger(__name__)
 CHANNEL: Final = "lumeau_alert"
 APPLICATION_NAME: Final = "lumeau-api-stream"  # how pg_stat_activity shows stream connections
 DEFAULT_MAX_STREAMS: Final = 20
+DEFAULT_MAX_STREAMS_PER_USER: Final = 3  # a few console tabs; never all the slots
 DEFAULT_KEEPALIVE_S: Final = 15.0
+DEFAULT_RECHECK_S: Final = 60.0
 REPLAY_LIMIT: Final = 1000
 CONNECT_TIMEOUT_S: Final = 5
 
 SEVERITY_RANK: Final = {"info": 0, "warning": 1, "critical": 2}
 KEEPALIVE: Final = b": keepalive\n\n"
 
+# Why the stream's token no longer holds (revoked, expired, user disabled), or None.
+Recheck = Callable[[], Awaitable[str | None]]
+
 
 @dataclass(frozen=True)
 class StreamConfig:
-    """How many streams at once, how often a keepalive, how many rows a replay sends."""
+    """How many streams at once (in all, per user), how often a keepalive and a
+    re-check of the token, how many rows a replay sends."""
 
     max_streams: int = DEFAULT_MAX_STREAMS
     keepalive_s: float = DEFAULT_KEEPALIVE_S
     replay_limit: int = REPLAY_LIMIT
+    max_streams_per_user: int = DEFAULT_MAX_STREAMS_PER_USER
+    recheck_s: float = DEFAULT_RECHECK_S
 
     def __post_init__(self) -> None:
         if self.max_streams < 1:
             raise ValueError("max_streams must be at least 1")
+        if self.max_streams_per_user < 1:
+            raise ValueError("max_streams_per_user must be at least 1")
+        if self.recheck_s <= 0:
+            raise ValueError("recheck_s must be positive")
         if self.keepalive_s <= 0:
             raise ValueError("keepalive_s must be positive")
         if self.replay_limit < 1:
@@ -133,26 +152,55 @@ def truncation_event(after: int, first_sent: int | None, limit: int) -> bytes:
     return f"event: replay_truncated\ndata: {data}\n\n".encode()
 
 
+def end_event(reason: str) -> bytes:
+    """The stream's last event: why the server ends it (no ``id``, as for truncation)."""
+    data = json.dumps({"reason": reason}, separators=(",", ":"), ensure_ascii=False)
+    return f"event: end\ndata: {data}\n\n".encode()
+
+
+def next_window(now: float, keepalive_s: float, *deadlines: float | None) -> float:
+    """Seconds to wait for notifications: until the next keepalive or deadline."""
+    return min([keepalive_s, *(d - now for d in deadlines if d is not None)])
+
+
 class StreamsFull(Exception):
     """Every stream slot is taken."""
 
 
-class StreamSlots:
-    """At most ``limit`` live streams; the one over the limit is refused, not queued."""
+class UserStreamsFull(Exception):
+    """The user holds as many streams as one user may."""
 
-    def __init__(self, limit: int) -> None:
+
+class StreamSlots:
+    """At most ``limit`` live streams, ``per_user`` of them for one user; a stream
+    over a limit is refused, not queued."""
+
+    def __init__(self, limit: int, per_user: int | None = None) -> None:
         self.limit = limit
+        self.per_user = per_user if per_user is not None else limit
         self.active = 0
+        self.by_user: dict[str, int] = {}
 
     @contextmanager
-    def hold(self) -> Iterator[None]:
+    def hold(self, user: str = "") -> Iterator[None]:
         if self.active >= self.limit:
             raise StreamsFull(f"all {self.limit} live streams are open")
+        held = self.by_user.get(user, 0)
+        if held >= self.per_user:
+            raise UserStreamsFull(
+                f"user {user!r} already has {held} live streams open, the most one user may"
+            )
         self.active += 1
+        self.by_user[user] = held + 1
         try:
             yield
         finally:
             self.active -= 1
+            left = self.by_user[user] - 1
+            if left:
+                self.by_user[user] = left
+            else:
+                del self.by_user[user]
 
 
 @dataclass
@@ -164,7 +212,7 @@ class LiveStreams:
     slots: StreamSlots = field(init=False)
 
     def __post_init__(self) -> None:
-        self.slots = StreamSlots(self.config.max_streams)
+        self.slots = StreamSlots(self.config.max_streams, self.config.max_streams_per_user)
 
 
 async def open_listener(conninfo: str) -> AsyncConn:
@@ -200,13 +248,22 @@ async def alert_events(
     min_severity: str | None,
     follow: bool,
     config: StreamConfig,
+    expires_at: datetime | None = None,
+    recheck: Recheck | None = None,
 ) -> AsyncIterator[bytes]:
     """The bytes of the event stream on ``conn`` (which already LISTENs).
 
     Ends when ``follow`` is false and the replay is sent, or when the
     database connection fails (the client reconnects with Last-Event-ID);
-    the caller owns ``conn`` and closes it.
+    with an ``end`` event at ``expires_at`` (the token's expiry) and when
+    ``recheck``, called every ``config.recheck_s``, gives a reason. The
+    caller owns ``conn`` and closes it.
     """
+    started = time.monotonic()
+    expiry = (
+        None if expires_at is None else started + (expires_at - datetime.now(UTC)).total_seconds()
+    )
+    next_check = None if recheck is None else started + config.recheck_s
     replayed: set[int] = set()
     try:
         if after is not None:
@@ -227,8 +284,20 @@ async def alert_events(
         if not follow:
             return
         while True:
+            now = time.monotonic()
+            if expiry is not None and now >= expiry:
+                assert expires_at is not None
+                yield end_event(f"the token expired at {expires_at.isoformat()}")
+                return
+            if recheck is not None and next_check is not None and now >= next_check:
+                reason = await recheck()
+                if reason is not None:
+                    yield end_event(reason)
+                    return
+                next_check = time.monotonic() + config.recheck_s
+            window = max(0.0, next_window(time.monotonic(), config.keepalive_s, expiry, next_check))
             # One keepalive per window: notifies() returns when the window ends.
-            async with aclosing(conn.notifies(timeout=config.keepalive_s)) as notifies:
+            async with aclosing(conn.notifies(timeout=window)) as notifies:
                 async for notify in notifies:
                     try:
                         notice = parse_notice(notify.payload)

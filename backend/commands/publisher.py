@@ -6,8 +6,13 @@ network thread connects in the background and reconnects by itself.
 ``publish`` blocks the calling thread (the API runs it in its thread pool)
 until the broker's PUBACK for that message, or raises ``PublishError``:
 
-- not connected within the timeout: nothing is handed to paho, so nothing
-  is sent later;
+- not connected: nothing is handed to paho, so nothing is sent later. Only
+  the first connection attempt after ``start`` is waited for (up to the
+  timeout); after that, a publisher that is not connected fails at once,
+  so requests do not hold their database connections for the timeout
+  while the broker is away;
+- the connection is lost before the PUBACK: every waiting publish fails
+  then (paho resends the message on reconnection; ``exp`` bounds it);
 - the broker answers the PUBLISH with a failure reason code (e.g. 0x87 not
   authorised: the ACL refused the topic);
 - no PUBACK within the timeout. Here MQTT cannot say whether the broker got
@@ -19,7 +24,11 @@ until the broker's PUBACK for that message, or raises ``PublishError``:
 The PUBACK callback runs on paho's network thread while paho holds its own
 lock on outgoing messages, so ``publish`` never calls paho while holding
 ``_lock``: it registers its waiter after ``client.publish`` returns, and an
-acknowledgement that comes back before that is parked in ``_early``.
+acknowledgement that comes back before that is parked in ``_early``. Message
+ids wrap at 65535, so neither may outlive its message: a waiter leaves
+``_waiting`` when its publish gives up, both tables are emptied when the
+connection drops, and a parked acknowledgement counts only for a publish
+that began before it arrived (``_acks_seen``).
 """
 
 from __future__ import annotations
@@ -74,7 +83,7 @@ class CommandPublisher(Protocol):
 class _Waiter:
     done: threading.Event = field(default_factory=threading.Event)
     reason: ReasonCode | None = None
-    abandoned: bool = False
+    lost: str | None = None  # the connection dropped before the PUBACK: why
 
 
 class MqttCommandPublisher:
@@ -106,8 +115,12 @@ class MqttCommandPublisher:
         self._tls_ca = tls_ca
         self._lock = threading.Lock()
         self._waiting: dict[int, _Waiter] = {}
-        self._early: dict[int, ReasonCode] = {}
+        # mid -> (value of _acks_seen when it arrived, reason)
+        self._early: dict[int, tuple[int, ReasonCode]] = {}
+        self._acks_seen = 0
         self._connected = threading.Event()
+        # Set once the first connection attempt after start() has an outcome.
+        self._attempted = threading.Event()
         self.last_error: str | None = "not connected yet"
         self._client: mqtt.Client | None = None
 
@@ -145,6 +158,7 @@ class MqttCommandPublisher:
         # dropped closes its own (the lifespan may run more than once).
         client = self._make_client()
         self.last_error = "not connected yet"
+        self._attempted.clear()
         self._client = client
         client.connect_async(self.host, self.port, keepalive=KEEPALIVE_S, clean_start=True)
         client.loop_start()
@@ -174,6 +188,7 @@ class MqttCommandPublisher:
         # A bug in a callback must not silently end the network thread.
         client.suppress_exceptions = True
         client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
         return client
@@ -185,29 +200,42 @@ class MqttCommandPublisher:
         client = self._client
         if client is None:
             raise PublishError("the command publisher is not running")
-        if not self._connected.wait(self.timeout_s):
-            raise PublishError(
-                f"not connected to the broker {self.host}:{self.port} within"
-                f" {self.timeout_s:g} s ({self.last_error})"
-            )
+        if not self._connected.is_set():
+            # Only the first attempt is worth waiting for; a broker that is
+            # away is answered at once, not after the timeout.
+            self._attempted.wait(self.timeout_s)
+            if not self._connected.is_set():
+                raise PublishError(
+                    f"not connected to the broker {self.host}:{self.port} ({self.last_error})"
+                )
         props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
         props.MessageExpiryInterval = max(1, expiry_s)
+        with self._lock:
+            acks_before = self._acks_seen
         info = client.publish(topic, payload, qos=1, properties=props)
         if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
             raise PublishError(f"the MQTT client refused the message: {mqtt.error_string(info.rc)}")
+        waiter = _Waiter()
         with self._lock:
-            reason = self._early.pop(info.mid, None)
-            waiter = _Waiter()
+            early = self._early.pop(info.mid, None)
+            # Parked before this publish began: another message's, with the same id.
+            reason = early[1] if early is not None and early[0] > acks_before else None
             if reason is None:
                 self._waiting[info.mid] = waiter
         if reason is None:
             if not waiter.done.wait(max(0.0, deadline - time.monotonic())):
                 with self._lock:
-                    # Its late PUBACK, if any, is then swallowed by the waiter.
-                    waiter.abandoned = True
+                    # Gone, so a PUBACK for a later message with this id is not taken for it.
+                    if self._waiting.get(info.mid) is waiter:
+                        del self._waiting[info.mid]
                 raise PublishError(
                     f"no acknowledgement from the broker {self.host}:{self.port} within"
                     f" {self.timeout_s:g} s ({self.last_error or 'connection up'})"
+                )
+            if waiter.lost is not None:
+                raise PublishError(
+                    f"the connection to the broker {self.host}:{self.port} was lost before"
+                    f" its acknowledgement ({waiter.lost})"
                 )
             reason = waiter.reason
         if reason is not None and reason.is_failure:
@@ -226,10 +254,18 @@ class MqttCommandPublisher:
         if reason_code.is_failure:
             self.last_error = f"connection refused: {reason_code}"
             log.error("command publisher: broker refused the connection: %s", reason_code)
+            self._attempted.set()
             return
         self.last_error = None
         self._connected.set()
+        self._attempted.set()
         log.info("command publisher connected to %s:%d", self.host, self.port)
+
+    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        # The socket could not be opened (refused, unreachable); paho retries.
+        if self._client is client:
+            self.last_error = "cannot reach the broker"
+        self._attempted.set()
 
     def _on_disconnect(
         self,
@@ -240,9 +276,18 @@ class MqttCommandPublisher:
         properties: Properties | None,
     ) -> None:
         self._connected.clear()
-        if self._client is client:
-            self.last_error = f"disconnected: {reason_code}"
-            log.warning("command publisher disconnected (%s); paho reconnects", reason_code)
+        if self._client is not client:
+            return  # a stopped client's (stop() empties the tables itself)
+        self._attempted.set()
+        self.last_error = f"disconnected: {reason_code}"
+        log.warning("command publisher disconnected (%s); paho reconnects", reason_code)
+        with self._lock:
+            # Their PUBACKs may never come, and later messages may reuse their ids.
+            for waiter in self._waiting.values():
+                waiter.lost = f"disconnected: {reason_code}"
+                waiter.done.set()
+            self._waiting.clear()
+            self._early.clear()
 
     def _on_publish(
         self,
@@ -253,11 +298,10 @@ class MqttCommandPublisher:
         properties: Properties | None,
     ) -> None:
         with self._lock:
+            self._acks_seen += 1
             waiter = self._waiting.pop(mid, None)
             if waiter is None:
-                self._early[mid] = reason_code
-                return
-            if waiter.abandoned:
+                self._early[mid] = (self._acks_seen, reason_code)
                 return
             waiter.reason = reason_code
             waiter.done.set()

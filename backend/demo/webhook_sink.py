@@ -51,7 +51,10 @@ class WebhookSink:
             def log_message(self, format: str, *args: Any) -> None:
                 pass  # the demo prints what arrived itself
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(ThreadingHTTPServer):
+            request_queue_size = 64  # the notifier sends to a channel in parallel
+
+        self._server = Server(("127.0.0.1", 0), Handler)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
 

@@ -39,6 +39,10 @@ class RollupConfig(BaseModel):
     # Readings carry their own ts; the firmware uses the message's ts, but
     # allow a message to hold readings this far from its own time.
     reading_lead_min: int = Field(default=10, ge=0, le=24 * 60)
+    # A reading stamped later than now + this comes from a device clock that is
+    # ahead (an RTC set to 2099 is a valid timestamp): it never becomes the
+    # series' latest value, which it would otherwise stay until that date.
+    latest_lead_min: int = Field(default=10, ge=0, le=7 * 24 * 60)
     # One transaction per this many new hours: bounded locks and WAL.
     batch_hours: int = Field(default=6, ge=1, le=24 * 31)
     # One transaction per this many (device, hour) pairs to roll up again.
@@ -55,6 +59,10 @@ class RollupConfig(BaseModel):
     @property
     def reading_lead(self) -> timedelta:
         return timedelta(minutes=self.reading_lead_min)
+
+    @property
+    def latest_lead(self) -> timedelta:
+        return timedelta(minutes=self.latest_lead_min)
 
 
 class RetentionConfig(BaseModel):

@@ -17,7 +17,15 @@ keeps ``reading_hourly_rollup`` and ``reading_daily_rollup`` itself:
    per-device energy and per-site rows are built, or rebuilt for the
    (device, day) pairs of late data (backend/maintenance/site_rollup.py);
 4. ``reading_latest`` takes the newest reading of every series that sent
-   something since the previous scan.
+   something since the previous scan, ignoring readings stamped more than
+   ``latest_lead`` after ``now`` (a device clock ahead would otherwise freeze
+   the series' latest value until its date).
+
+Late data older than raw retention keeps (a device clock fallen back to
+its build date is still a valid timestamp) is not rolled up again: that hour's
+other readings are gone, and the rollup rebuilt from the few late ones
+would replace the real hourly row (and its day, energy and site rows).
+Such (device, hour) pairs are counted in ``late_too_old`` and logged.
 
 Every write is an upsert recomputed from the source rows, so a refresh that
 stops half-way (or runs twice) leaves correct rows; a session advisory lock
@@ -45,7 +53,7 @@ from typing import Any, Final
 import psycopg
 
 from backend.maintenance import site_rollup
-from backend.maintenance.config import RollupConfig
+from backend.maintenance.config import RetentionConfig, RollupConfig
 from backend.storage.edition import timescaledb_edition
 
 log = logging.getLogger(__name__)
@@ -71,6 +79,8 @@ class RefreshReport:
     skipped: bool = False  # another refresher held the lock
     hours_rolled: int = 0
     late_pairs: int = 0
+    # late (device, hour) pairs older than raw retention keeps: left as they are
+    late_too_old: int = 0
     days_rebuilt: int = 0
     energy_days: int = 0
     site_days: int = 0
@@ -113,6 +123,23 @@ def hour_batches(
 def days_of(pairs: Sequence[Pair]) -> list[Pair]:
     """The distinct (device, day) pairs of (device, hour) pairs, sorted."""
     return sorted({(device, floor_day(hour)) for device, hour in pairs})
+
+
+def split_too_old(
+    pairs: Sequence[Pair], raw_kept_from: datetime | None
+) -> tuple[list[Pair], list[Pair]]:
+    """(pairs to roll up again, pairs whose day began before raw retention's cutoff).
+
+    Retention drops whole chunks, so an hour before the cutoff may be partly
+    gone or hold only the late readings: its rollup cannot be rebuilt. Days,
+    not hours: a late pair also rebuilds its day's energy from raw readings.
+    """
+    ordered = sorted(pairs)
+    if raw_kept_from is None:
+        return ordered, []
+    keep = [p for p in ordered if floor_day(p[1]) >= raw_kept_from]
+    old = [p for p in ordered if floor_day(p[1]) < raw_kept_from]
+    return keep, old
 
 
 def chunked(items: Sequence[Pair], size: int) -> Iterator[Sequence[Pair]]:
@@ -182,14 +209,16 @@ _LATE_PAIRS: Final = (
     " WHERE r.time >= %(lo)s AND r.time < %(rolled_until)s"
 )
 
+# A stored latest value beyond the horizon (from before the horizon existed)
+# gives way to the newest plausible one.
 _UPSERT_LATEST: Final = (
     "INSERT INTO reading_latest (device_id, channel, metric, time, value)"
     " SELECT DISTINCT ON (device_id, channel, metric) device_id, channel, metric, time, value"
-    " FROM reading WHERE time >= %(lo)s{devices}"
+    " FROM reading WHERE time >= %(lo)s AND time <= %(horizon)s{devices}"
     " ORDER BY device_id, channel, metric, time DESC"
     " ON CONFLICT (device_id, channel, metric) DO UPDATE"
     " SET time = EXCLUDED.time, value = EXCLUDED.value"
-    " WHERE EXCLUDED.time > reading_latest.time"
+    " WHERE EXCLUDED.time > reading_latest.time OR reading_latest.time > %(horizon)s"
 )
 
 
@@ -203,12 +232,17 @@ class _State:
 
 
 def refresh(
-    conn: psycopg.Connection[Any], config: RollupConfig, *, now: datetime | None = None
+    conn: psycopg.Connection[Any],
+    config: RollupConfig,
+    *,
+    now: datetime | None = None,
+    retention: RetentionConfig | None = None,
 ) -> RefreshReport:
     """One incremental refresh; ``conn`` must be in autocommit mode.
 
     ``now`` (default: the database's clock) decides which hours are closed
-    and is recorded as the new scan position.
+    and is recorded as the new scan position. ``retention`` (default: the
+    built-in one) says how old late data may be and still be rolled up again.
     """
     if not conn.autocommit:
         raise ValueError("refresh() manages its own transactions: pass an autocommit connection")
@@ -219,7 +253,7 @@ def refresh(
         report.notes.append("another refresh is running")
         return report
     try:
-        _refresh_locked(conn, config, report, now)
+        _refresh_locked(conn, config, retention or RetentionConfig(), report, now)
     finally:
         if not conn.broken:
             conn.execute("SELECT pg_advisory_unlock(%s)", (ROLLUP_LOCK_KEY,))
@@ -229,6 +263,7 @@ def refresh(
 def _refresh_locked(
     conn: psycopg.Connection[Any],
     config: RollupConfig,
+    retention: RetentionConfig,
     report: RefreshReport,
     now: datetime | None,
 ) -> None:
@@ -243,7 +278,12 @@ def _refresh_locked(
         state = _initial_state(conn, now, config)
     if report.edition == "apache":
         if scan_from is not None:
-            _reroll_late(conn, config, report, state.rolled_until, scan_from)
+            raw_kept_from = (
+                None
+                if retention.reading_days is None
+                else now - timedelta(days=retention.reading_days)
+            )
+            _reroll_late(conn, config, report, state.rolled_until, scan_from, raw_kept_from)
         rolled = _roll_closed_hours(conn, config, report, state.rolled_until, now)
         report.rolled_until = rolled
     else:
@@ -342,6 +382,7 @@ def _reroll_late(
     report: RefreshReport,
     rolled_until: datetime,
     scan_from: datetime,
+    raw_kept_from: datetime | None,
 ) -> None:
     lead = config.reading_lead
     with conn.transaction():
@@ -359,7 +400,17 @@ def _reroll_late(
             ).fetchall()
         ]
     report.transactions += 1
-    pairs.sort()
+    pairs, too_old = split_too_old(pairs, raw_kept_from)
+    if too_old:
+        report.late_too_old = len(too_old)
+        log.warning(
+            "%d late (device, hour) pair(s) older than raw retention keeps (%s) not rolled"
+            " up again (a device clock fallen back?), e.g. %s at %s",
+            len(too_old),
+            raw_kept_from,
+            too_old[0][0],
+            too_old[0][1].isoformat(),
+        )
     report.late_pairs = len(pairs)
     for batch in chunked(pairs, config.batch_pairs):
         with conn.transaction():
@@ -413,6 +464,7 @@ def _update_latest(
                 return
             statement = _UPSERT_LATEST.format(devices=" AND device_id = ANY(%(devices)s)")
             params = {"lo": row[0] - config.reading_lead, "devices": row[1]}
+        params["horizon"] = now + config.latest_lead
         cur = conn.execute(statement, params)
         report.latest_rows = max(cur.rowcount, 0)
     report.transactions += 1

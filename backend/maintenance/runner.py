@@ -31,7 +31,7 @@ def run_cycle(conninfo: str, config: MaintenanceConfig, *, with_retention: bool)
     newest watermark.
     """
     with psycopg.connect(conninfo, autocommit=True) as conn:
-        done = refresh(conn, config.rollup)
+        done = refresh(conn, config.rollup, retention=config.retention)
         log.info(
             "refresh: %d hour(s) rolled, %d late pair(s), %d day(s), %d latest row(s);"
             " rolled until %s",
@@ -50,8 +50,14 @@ def run_forever(
     config: MaintenanceConfig,
     stop: threading.Event,
     clock: Callable[[], float] = time.monotonic,
-) -> None:
-    """Cycles until ``stop`` is set; database errors never end the loop."""
+) -> int:
+    """Cycles until ``stop`` is set; no failure ends the loop. Returns the failed cycles.
+
+    A database error is expected (an outage) and logged in one line; anything
+    else is a bug or bad data, logged with its traceback, and the next cycle
+    still runs: one unreadable row must not stop the rollups for good.
+    """
+    failures = 0
     next_retention = clock()
     while not stop.is_set():
         started = clock()
@@ -61,5 +67,19 @@ def run_forever(
             if with_retention:
                 next_retention = started + config.retention_interval_s
         except psycopg.Error as exc:
-            log.error("maintenance cycle failed (retrying in %.0f s): %s", config.interval_s, exc)
+            failures += 1
+            log.error(
+                "maintenance cycle failed (%d so far; retrying in %.0f s): %s",
+                failures,
+                config.interval_s,
+                exc,
+            )
+        except Exception:
+            failures += 1
+            log.exception(
+                "maintenance cycle failed unexpectedly (%d so far; retrying in %.0f s)",
+                failures,
+                config.interval_s,
+            )
         stop.wait(max(0.0, config.interval_s - (clock() - started)))
+    return failures

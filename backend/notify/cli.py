@@ -63,31 +63,54 @@ def _config(run_dir: Path | None) -> Any:
     )
 
 
+async def serve(config: Any, interval_s: float, stop: asyncio.Event) -> None:
+    """The dispatcher until ``stop`` is set.
+
+    It connects inside ``Dispatcher.run``'s retry loop, not before it: a
+    database still starting (or down) when the service starts is waited for
+    with backoff, logged, instead of ending the service with a traceback.
+    """
+    from backend.notify.dispatcher import Dispatcher
+
+    dispatcher = Dispatcher(config)
+    try:
+        log.info("notification dispatcher running (interval %.1f s)", interval_s)
+        await dispatcher.run(interval_s, stop)
+    finally:
+        await dispatcher.close()
+
+
 def _run(args: argparse.Namespace) -> int:
+    import psycopg
+
     from backend.notify.dispatcher import Dispatcher
 
     config = _config(args.run_dir)
 
-    async def main() -> int:
-        async with Dispatcher(config) as dispatcher:
-            if args.once:
+    async def once() -> int:
+        try:
+            async with Dispatcher(config) as dispatcher:
                 attempts = await dispatcher.run_once()
-                for attempt in attempts:
-                    print(
-                        f"delivery {attempt.delivery_id} -> {attempt.channel}:"
-                        f" {attempt.state} (attempt {attempt.attempts})"
-                        + (f": {attempt.result.error}" if attempt.result.error else "")
-                    )
-                return 0
-            stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for signum in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(signum, stop.set)
-            log.info("notification dispatcher running (interval %.1f s)", args.interval)
-            await dispatcher.run(args.interval, stop)
-            return 0
+        except psycopg.OperationalError as exc:
+            print(f"error: database unavailable: {exc}", file=sys.stderr)
+            return 1
+        for attempt in attempts:
+            print(
+                f"delivery {attempt.delivery_id} -> {attempt.channel}:"
+                f" {attempt.state} (attempt {attempt.attempts})"
+                + (f": {attempt.result.error}" if attempt.result.error else "")
+            )
+        return 0
 
-    return asyncio.run(main())
+    async def forever() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await serve(config, args.interval, stop)
+        return 0
+
+    return asyncio.run(once() if args.once else forever())
 
 
 def _test(args: argparse.Namespace) -> int:

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from typing import Final
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -20,7 +21,8 @@ from backend.notify.backoff import SendResult, Verdict, classify_http, parse_ret
 from backend.notify.settings import SmtpSettings
 
 USER_AGENT: Final = "Lumeau-Notifier/1"
-MAX_RESPONSE_BYTES: Final = 2048  # of an error answer, kept for last_error
+MAX_RESPONSE_BYTES: Final = 2048  # of an error answer, read at most
+ERROR_EXCERPT_CHARS: Final = 200  # of it, kept in last_error
 
 
 async def post_webhook(
@@ -48,16 +50,46 @@ async def post_webhook(
     verdict = classify_http(response.status_code)
     if verdict is Verdict.SENT:
         return SendResult(verdict, status_code=response.status_code)
-    text = excerpt[:200].decode("utf-8", "replace").strip()
+    text = answer_excerpt(excerpt)
     reason = f"HTTP {response.status_code}" + (f": {text}" if text else "")
     if 300 <= response.status_code < 400:
-        reason += f" (redirect to {response.headers.get('location', '?')} not followed)"
+        reason += f" (redirect to {location_origin(response.headers.get('location'))} not followed)"
     retry_after = None
     if verdict is Verdict.RETRY:
         retry_after = parse_retry_after(response.headers.get("retry-after"), datetime.now(UTC))
     return SendResult(
         verdict, status_code=response.status_code, error=reason, retry_after_s=retry_after
     )
+
+
+def answer_excerpt(body: bytes, limit: int = ERROR_EXCERPT_CHARS) -> str:
+    """The start of an error answer as one line of printable text (for ``last_error``).
+
+    Technicians read ``last_error``: control characters and line breaks are
+    replaced, so an answer cannot fake lines in a log or a console.
+    """
+    text = body[: limit * 4].decode("utf-8", "replace")
+    text = "".join(c if c.isprintable() else " " for c in text)
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def location_origin(location: str | None) -> str:
+    """Only the scheme and host of a redirect's ``Location``.
+
+    The rest (path, query, user info) may carry the webhook's secret token,
+    and ``last_error`` is readable by technicians and written to the log.
+    """
+    if not location:
+        return "?"
+    try:
+        parts = urlsplit(location.strip())
+        host = parts.hostname
+    except ValueError:
+        return "an unreadable location"
+    if not parts.scheme or not host:
+        return "a relative location"
+    return f"{parts.scheme.lower()}://{host}"
 
 
 def send_email(smtp: SmtpSettings, message: EmailMessage, recipients: list[str]) -> SendResult:

@@ -7,35 +7,22 @@ with a token per role made by the same code as ``lumeau api token create``.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import io
-import secrets
 import uuid
-import warnings
 from collections.abc import Iterator
 from contextlib import redirect_stdout
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, cast
 
 import psycopg
 import pytest
-from psycopg.rows import dict_row
 
 from backend.api.app import api_routes, create_app
 from backend.api.permissions import MATRIX, PUBLIC, ROUTES, Permission, Role
-from backend.api.queries.auth import IssuedToken, issue_token
-from backend.commands.publisher import MqttCommandPublisher
-from backend.settings import Settings
-from backend.storage import migrate
-from backend.storage.scratch import scratch_database
-
-with warnings.catch_warnings():
-    # Starlette 1.x prefers the httpx2 package and warns when it finds httpx.
-    warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
-    from fastapi.testclient import TestClient
+from tests.integration import api_kit
+from tests.integration.api_kit import TestClient, issue, problem, settings_for
 
 if TYPE_CHECKING:
     import httpx
@@ -48,34 +35,7 @@ RUN = uuid.uuid4().hex[:6]
 BASE = datetime(2026, 1, 10, tzinfo=UTC)
 CABINET = "cab-1"
 SENSOR = "leak-1"
-PROBLEM = "application/problem+json"
 _PARIS = timezone(timedelta(hours=1))
-
-
-def settings_for(url: str) -> Settings:
-    return Settings(
-        database_url=url,  # type: ignore[arg-type]
-        mqtt_username="api-test",
-        mqtt_password=secrets.token_hex(12),  # type: ignore[arg-type]
-    )
-
-
-def issue(url: str, user: str, role: Role | None, days: int | None = 30) -> IssuedToken:
-    async def run() -> IssuedToken:
-        async with await psycopg.AsyncConnection.connect(
-            url, autocommit=True, row_factory=dict_row
-        ) as conn:
-            return await issue_token(
-                conn,
-                user=user,
-                role=role,
-                expires_in_days=days,
-                label="test",
-                actor="test-suite",
-                actor_token_id=None,
-            )
-
-    return asyncio.run(run())
 
 
 SEED = f"""
@@ -119,59 +79,18 @@ INSERT INTO uplink_message (time, device_id, boot_id, seq, kind) VALUES
 """
 
 
-class RecordingBroker:
-    """A ``BrokerAdmin`` that only records: these tests never touch a real broker."""
-
-    def __init__(self) -> None:
-        self.users: dict[str, str] = {}
-
-    def set_password(self, username: str, password: str) -> None:
-        self.users[username] = password
-
-
-@dataclass
-class Api:
-    url: str = field(repr=False)  # holds a password
-    client: TestClient = field(repr=False)
-    tokens: dict[Role, IssuedToken] = field(repr=False)
-
-    def headers(self, role: Role | None) -> dict[str, str]:
-        return {} if role is None else {"Authorization": f"Bearer {self.tokens[role].token}"}
-
+class Api(api_kit.InProcessApi):
     def get(self, path: str, as_: Role | None = Role.ADMIN, **params: Any) -> httpx.Response:
-        response: httpx.Response = self.client.get(path, headers=self.headers(as_), params=params)
-        return response
-
-    def sql(self, query: str, *params: Any) -> list[dict[str, Any]]:
-        with psycopg.connect(self.url, row_factory=dict_row) as conn:
-            return conn.execute(query, params).fetchall()
+        return self.request("GET", path, as_, params=params)
 
 
 @pytest.fixture(scope="module")
 def api(stack: object) -> Iterator[Api]:
     services = cast("Stack", stack)
-    with scratch_database(services.admin_database_url, services.database_url, "t_api") as url:
-        migrate(url)
-        with psycopg.connect(url) as conn:
-            conn.execute(SEED)
-        tokens = {role: issue(url, f"{role.value}-{RUN}", role) for role in Role}
-        # Commands go to the stack's real broker, as its service user.
-        publisher = MqttCommandPublisher(
-            services.mqtt_host, services.mqtt_port, services.mqtt_username, services.mqtt_password
-        )
-        app = create_app(
-            settings_for(url), broker_admin=RecordingBroker(), command_publisher=publisher
-        )
-        with TestClient(app) as client:
-            yield Api(url, client, tokens)
-
-
-def problem(response: httpx.Response, status: int) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == PROBLEM
-    body: dict[str, Any] = response.json()
-    assert body["status"] == status and body["detail"]
-    return body
+    with api_kit.migrated_database(stack, "t_api", SEED) as url:
+        app = api_kit.app_with_real_commands(services, url)
+        with Api.serving(url, app, RUN, days=30) as api:
+            yield api
 
 
 # --- the permission matrix: every route x every role ----------------------------------
@@ -190,7 +109,7 @@ ROUTE_CASES = sorted(_app_routes() | set(ROUTES))
 def _sample_request(api: Api, method: str, path: str) -> tuple[str, dict[str, Any]]:
     """A request the route accepts when the role may call it."""
     if (method, path) == ("DELETE", "/api/v1/tokens/{token_id}"):
-        victim = issue(api.url, f"victim-{uuid.uuid4().hex[:8]}", Role.PLANNER)
+        victim = issue(api.url, f"victim-{uuid.uuid4().hex[:8]}", Role.PLANNER, days=30)
         return path.format(token_id=victim.token_id), {}
     if (method, path) == ("POST", "/api/v1/devices"):
         # The seeded cabinet, rotated: no new device for the listing tests to see.

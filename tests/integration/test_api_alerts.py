@@ -8,175 +8,50 @@ application runs in process (FastAPI's TestClient).
 
 from __future__ import annotations
 
-import asyncio
 import json
-import secrets
 import time
 import uuid
-import warnings
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, cast
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 import pytest
-from psycopg.rows import dict_row
 
 from backend.api.app import create_app
 from backend.api.permissions import Role
-from backend.api.queries.auth import IssuedToken, issue_token
-from backend.settings import Settings
-from backend.storage import migrate
-from backend.storage.scratch import scratch_database
-
-with warnings.catch_warnings():
-    # Starlette 1.x prefers the httpx2 package and warns when it finds httpx.
-    warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
-    from fastapi.testclient import TestClient
+from backend.notify.message import ALERT_FIELDS
+from tests.integration.alerts_kit import BASE, make_alert, new_site
+from tests.integration.api_kit import InProcessApi, issue, migrated_database, problem, settings_for
 
 if TYPE_CHECKING:
     import httpx
 
-    from backend.devstack import Stack
 
 pytestmark = pytest.mark.services
 
 RUN = uuid.uuid4().hex[:6]
-BASE = datetime(2026, 1, 10, 21, 0, tzinfo=UTC)
-PROBLEM = "application/problem+json"
-
-
-# --- helpers shared with test_api_stream -------------------------------------------------
-
-
-def settings_for(url: str) -> Settings:
-    return Settings(
-        database_url=url,  # type: ignore[arg-type]
-        mqtt_username="api-test",
-        mqtt_password=secrets.token_hex(12),  # type: ignore[arg-type]
-    )
-
-
-def issue(url: str, user: str, role: Role) -> IssuedToken:
-    async def run() -> IssuedToken:
-        async with await psycopg.AsyncConnection.connect(
-            url, autocommit=True, row_factory=dict_row
-        ) as conn:
-            return await issue_token(
-                conn,
-                user=user,
-                role=role,
-                expires_in_days=1,
-                label="test",
-                actor="test-suite",
-                actor_token_id=None,
-            )
-
-    return asyncio.run(run())
-
-
-def new_site() -> str:
-    return f"site-{uuid.uuid4().hex[:8]}"
-
-
-def make_alert(
-    url: str,
-    *,
-    site: str,
-    rule: str = "leak",
-    device_id: str = "leak-1",
-    severity: str = "critical",
-    state: str = "open",
-    started_at: datetime = BASE,
-    channel: int | None = None,
-    assignee: str | None = None,
-) -> int:
-    """An alert as the engine leaves it, with its history ('opened', then how it got
-    to ``state``); returns its id."""
-    acknowledged = state in ("acknowledged", "resolved")
-    with psycopg.connect(url, row_factory=dict_row) as conn:
-        row = conn.execute(
-            "INSERT INTO alert (rule, dedup_key, device_id, site, channel, severity, state,"
-            " title, detail, started_at, last_seen_at, acknowledged_at, acknowledged_by,"
-            " assignee, resolved_at, resolved_by)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, '{\"n\": 1}', %s, %s,"
-            " CASE WHEN %s THEN now() END, CASE WHEN %s THEN 'night-op' END, %s,"
-            " CASE WHEN %s = 'resolved' THEN now() END,"
-            " CASE WHEN %s = 'resolved' THEN 'engine' END)"
-            " RETURNING alert_id",
-            (
-                rule,
-                f"{rule}:{device_id}:{uuid.uuid4().hex[:8]}",
-                device_id,
-                site,
-                channel,
-                severity,
-                state,
-                f"{rule} at {device_id}",
-                started_at,
-                started_at + timedelta(minutes=5),
-                acknowledged,
-                acknowledged,
-                assignee,
-                state,
-                state,
-            ),
-        ).fetchone()
-        assert row is not None
-        alert_id: int = row["alert_id"]
-        steps: list[tuple[str, str, str | None, str]] = [("opened", "engine", None, "open")]
-        if acknowledged:
-            steps.append(("acknowledged", "night-op", "open", "acknowledged"))
-        if state == "resolved":
-            steps.append(("resolved", "engine", "acknowledged", "resolved"))
-        for action, actor, from_state, to_state in steps:
-            conn.execute(
-                "INSERT INTO alert_history (alert_id, action, actor, from_state, to_state,"
-                " severity) VALUES (%s, %s, %s, %s, %s, %s)",
-                (alert_id, action, actor, from_state, to_state, severity),
-            )
-    return alert_id
-
-
-def problem(response: httpx.Response, status: int) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == PROBLEM
-    body: dict[str, Any] = response.json()
-    assert body["status"] == status and body["detail"]
-    return body
 
 
 # --- the application --------------------------------------------------------------------
 
 
-@dataclass
-class Api:
-    url: str = field(repr=False)  # holds a password
-    client: TestClient = field(repr=False)
-    tokens: dict[Role, IssuedToken] = field(repr=False)
-
-    def headers(self, role: Role) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.tokens[role].token}"}
-
+class Api(InProcessApi):
     def get(self, path: str, as_: Role = Role.OPERATOR, **params: Any) -> httpx.Response:
-        response: httpx.Response = self.client.get(path, headers=self.headers(as_), params=params)
-        return response
+        return self.request("GET", path, as_, params=params)
 
     def post(self, path: str, body: Any = None, as_: Role = Role.OPERATOR) -> httpx.Response:
-        headers = self.headers(as_)
         if body is None:
-            response: httpx.Response = self.client.post(path, headers=headers)
-            return response
+            return self.request("POST", path, as_)
         # json.dumps escapes to ASCII, so a lone surrogate can be sent as JSON does.
-        headers["Content-Type"] = "application/json"
-        response = self.client.post(path, headers=headers, content=json.dumps(body).encode())
-        return response
-
-    def sql(self, query: str, *params: Any) -> list[dict[str, Any]]:
-        with psycopg.connect(self.url, row_factory=dict_row) as conn:
-            return conn.execute(query, params).fetchall()
+        return self.request(
+            "POST",
+            path,
+            as_,
+            content=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+        )
 
     def ids(self, **params: Any) -> list[int]:
         response = self.get("/api/v1/alerts", **params)
@@ -186,12 +61,11 @@ class Api:
 
 @pytest.fixture(scope="module")
 def api(stack: object) -> Iterator[Api]:
-    services = cast("Stack", stack)
-    with scratch_database(services.admin_database_url, services.database_url, "t_alerts") as url:
-        migrate(url)
-        tokens = {role: issue(url, f"{role.value}-{RUN}", role) for role in Role}
-        with TestClient(create_app(settings_for(url))) as client:
-            yield Api(url, client, tokens)
+    with (
+        migrated_database(stack, "t_alerts") as url,
+        Api.serving(url, create_app(settings_for(url)), RUN) as api,
+    ):
+        yield api
 
 
 def user(api: Api, role: Role) -> str:
@@ -217,29 +91,13 @@ def test_list_defaults_to_live_alerts_newest_started_first(api: Api) -> None:
         older,
     ]
     item = body["items"][0]
-    assert set(item) == {
-        "alert_id",
-        "rule",
-        "dedup_key",
-        "device_id",
-        "site",
-        "channel",
-        "severity",
-        "state",
-        "title",
-        "detail",
-        "started_at",
-        "last_seen_at",
-        "cleared_at",
-        "occurrences",
-        "created_at",
-        "updated_at",
-        "acknowledged_at",
-        "acknowledged_by",
-        "assignee",
-        "resolved_at",
-        "resolved_by",
-    }
+    # An alert is its whole row: every column of the migrated table, as the
+    # webhook's copy of the alert (ALERT_FIELDS) has them too.
+    columns = api.sql(
+        "SELECT attname FROM pg_attribute WHERE attrelid = 'alert'::regclass"
+        " AND attnum > 0 AND NOT attisdropped"
+    )
+    assert set(item) == {c["attname"] for c in columns} == set(ALERT_FIELDS)
     assert item["state"] == "acknowledged" and item["acknowledged_by"] == "night-op"
     assert item["detail"] == {"n": 1} and item["occurrences"] == 1
     assert datetime.fromisoformat(item["started_at"]) == BASE + timedelta(2)

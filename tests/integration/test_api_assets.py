@@ -8,46 +8,30 @@ and the tests read it back, filter it, break it and delete parts of it.
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import json
-import secrets
 import uuid
-import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
-import psycopg
 import pytest
-from psycopg.rows import dict_row
 
 from backend.api.app import create_app
 from backend.api.permissions import Role
-from backend.api.queries.auth import IssuedToken, issue_token
 from backend.api.routes.assets import MAX_BODY_BYTES
 from backend.assets.features import MAX_FEATURES, parse_feature
 from backend.assets.geo import BBox
 from backend.assets.sample import sample_town
-from backend.settings import Settings
-from backend.storage import migrate
-from backend.storage.scratch import scratch_database
-
-with warnings.catch_warnings():
-    # Starlette 1.x prefers the httpx2 package and warns when it finds httpx.
-    warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
-    from fastapi.testclient import TestClient
+from tests.integration.api_kit import InProcessApi, migrated_database, problem, settings_for
 
 if TYPE_CHECKING:
     import httpx
 
-    from backend.devstack import Stack
 
 pytestmark = pytest.mark.services
 
 RUN = uuid.uuid4().hex[:6]
 GEOJSON = "application/geo+json"
-PROBLEM = "application/problem+json"
 TOWN_COUNTS = {
     "site": 1,
     "cabinet": 3,
@@ -64,56 +48,18 @@ class NoBroker:
         raise AssertionError("the asset routes never touch the broker")
 
 
-def issue(url: str, user: str, role: Role) -> IssuedToken:
-    async def run() -> IssuedToken:
-        async with await psycopg.AsyncConnection.connect(
-            url, autocommit=True, row_factory=dict_row
-        ) as conn:
-            return await issue_token(
-                conn,
-                user=user,
-                role=role,
-                expires_in_days=1,
-                label="test",
-                actor="test-suite",
-                actor_token_id=None,
-            )
-
-    return asyncio.run(run())
-
-
-@dataclass
-class Api:
-    url: str = field(repr=False)
-    client: TestClient = field(repr=False)
-    tokens: dict[Role, IssuedToken] = field(repr=False)
-
-    def headers(self, role: Role | None, **extra: str) -> dict[str, str]:
-        auth = {} if role is None else {"Authorization": f"Bearer {self.tokens[role].token}"}
-        return {**auth, **extra}
+class Api(InProcessApi):
+    prefix = "/api/v1/assets"
 
     def get(self, path: str, as_: Role = Role.OPERATOR, **params: Any) -> httpx.Response:
-        response: httpx.Response = self.client.get(
-            f"/api/v1/assets{path}", headers=self.headers(as_), params=params
-        )
-        return response
+        return self.request("GET", path, as_, params=params)
 
     def put(self, document: Any, as_: Role = Role.PLANNER, media: str = GEOJSON) -> httpx.Response:
         body = document if isinstance(document, bytes) else json.dumps(document).encode()
-        response: httpx.Response = self.client.put(
-            "/api/v1/assets", content=body, headers=self.headers(as_, **{"Content-Type": media})
-        )
-        return response
+        return self.request("PUT", "", as_, content=body, headers={"Content-Type": media})
 
     def delete(self, path: str, as_: Role = Role.TECHNICIAN) -> httpx.Response:
-        response: httpx.Response = self.client.delete(
-            f"/api/v1/assets{path}", headers=self.headers(as_)
-        )
-        return response
-
-    def sql(self, query: str, *params: Any) -> list[dict[str, Any]]:
-        with psycopg.connect(self.url, row_factory=dict_row) as conn:
-            return conn.execute(query, params).fetchall()
+        return self.request("DELETE", path, as_)
 
     def counts(self) -> dict[str, int]:
         rows = self.sql("SELECT kind, count(*) AS n FROM asset_feature GROUP BY kind")
@@ -125,20 +71,10 @@ class Api:
 
 @pytest.fixture(scope="module")
 def api(stack: object) -> Iterator[Api]:
-    services = cast("Stack", stack)
-    with scratch_database(services.admin_database_url, services.database_url, "t_assets") as url:
-        migrate(url)
-        tokens = {role: issue(url, f"{role.value}-{RUN}", role) for role in Role}
-        app = create_app(
-            Settings(
-                database_url=url,  # type: ignore[arg-type]
-                mqtt_username="api-test",
-                mqtt_password=secrets.token_hex(12),  # type: ignore[arg-type]
-            ),
-            broker_admin=NoBroker(),
-        )
-        with TestClient(app) as client:
-            yield Api(url, client, tokens)
+    with migrated_database(stack, "t_assets") as url:
+        app = create_app(settings_for(url), broker_admin=NoBroker())
+        with Api.serving(url, app, RUN) as api:
+            yield api
 
 
 @pytest.fixture(scope="module")
@@ -148,14 +84,6 @@ def town(api: Api) -> dict[str, Any]:
     assert response.status_code == 200, response.text
     written: dict[str, Any] = response.json()
     return written
-
-
-def problem(response: httpx.Response, status: int) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == PROBLEM
-    body: dict[str, Any] = response.json()
-    assert body["status"] == status and body["detail"]
-    return body
 
 
 def stripped(feature: dict[str, Any]) -> dict[str, Any]:

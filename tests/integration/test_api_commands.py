@@ -9,41 +9,25 @@ credentials, so Mosquitto's ACL decides what each may read and write.
 
 from __future__ import annotations
 
-import asyncio
 import secrets
-import threading
 import time
 import uuid
-import warnings
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from datetime import datetime
-from pathlib import Path
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, cast
 
-import paho.mqtt.client as mqtt
-import psycopg
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
-from psycopg.rows import dict_row
 
 from backend.api.app import create_app
 from backend.api.permissions import Role
-from backend.api.queries.auth import IssuedToken, issue_token
 from backend.commands.publisher import MqttCommandPublisher
 from backend.devstack import add_broker_user
 from backend.devstack._util import pick_free_port
-from backend.settings import Settings
-from backend.storage import migrate
-from backend.storage.scratch import scratch_database
 from edge import protocol
 from gateway import commands as gateway_commands
-from tests.integration.test_ingest import WorkerProcess, forget_session
-
-with warnings.catch_warnings():
-    # Starlette 1.x prefers the httpx2 package and warns when it finds httpx.
-    warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
-    from fastapi.testclient import TestClient
+from tests.integration import api_kit
+from tests.integration.api_kit import InProcessApi, migrated_database, problem, stack_settings
+from tests.integration.ingest_kit import WorkerProcess, ingest_worker
+from tests.integration.peer_kit import Peer, connect_peer, ms, wait_until
 
 if TYPE_CHECKING:
     import httpx
@@ -59,126 +43,14 @@ GATEWAY = f"gw-{RUN}"
 SENSOR = f"leak-{RUN}"
 NEWCOMER = f"new-{RUN}"  # heard of, no status yet: role unknown
 API = "/api/v1"
-PROBLEM = "application/problem+json"
-DEADLINE = 60.0  # seconds; polls, not performance checks
-
-
-def ms(value: str) -> int:
-    return int(datetime.fromisoformat(value).timestamp() * 1000)
-
-
-def wait_until(what: str, check: Callable[[], bool], explain: Callable[[], str] = str) -> None:
-    deadline = time.monotonic() + DEADLINE
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.05)
-    pytest.fail(f"gave up after {DEADLINE:.0f}s waiting for: {what}\n{explain()}")
-
-
-def _issue(url: str, user: str, role: Role) -> IssuedToken:
-    async def run() -> IssuedToken:
-        async with await psycopg.AsyncConnection.connect(
-            url, autocommit=True, row_factory=dict_row
-        ) as conn:
-            return await issue_token(
-                conn,
-                user=user,
-                role=role,
-                expires_in_days=1,
-                label="test",
-                actor="test-suite",
-                actor_token_id=None,
-            )
-
-    return asyncio.run(run())
 
 
 # --- MQTT peers with their own credentials --------------------------------------------
 
 
-@dataclass
-class Peer:
-    """A device or gateway on the backend broker: reads its down topic, publishes up."""
-
-    name: str
-    paho: mqtt.Client = field(repr=False)
-    received: list[mqtt.MQTTMessage] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    seq: int = 0
-    boot: str = field(default_factory=lambda: secrets.token_hex(4))
-
-    def messages(self) -> list[mqtt.MQTTMessage]:
-        with self.lock:
-            return list(self.received)
-
-    def wait_for_command(self, command_id: str) -> mqtt.MQTTMessage:
-        found: list[mqtt.MQTTMessage] = []
-
-        def arrived() -> bool:
-            found[:] = [m for m in self.messages() if f'"id":"{command_id}"'.encode() in m.payload]
-            return bool(found)
-
-        wait_until(f"{self.name} receives {command_id}", arrived, lambda: str(self.messages()))
-        return found[0]
-
-    def publish(self, topic: str, message: dict[str, Any]) -> None:
-        info = self.paho.publish(topic, protocol.encode(message), qos=1)
-        info.wait_for_publish(DEADLINE)
-        assert info.is_published()
-
-    def ack(self, command_id: str, **fields: Any) -> None:
-        self.seq += 1
-        self.publish(
-            protocol.uplink_topic(self.name, "ack"),
-            {
-                "v": 1,
-                "kind": "ack",
-                "dev": self.name,
-                "boot": self.boot,
-                "seq": self.seq,
-                "ts": int(time.time() * 1000),
-                "cmd": command_id,
-                **fields,
-            },
-        )
-
-
 @pytest.fixture(scope="module")
 def services(stack: object) -> Stack:
     return cast("Stack", stack)
-
-
-def connect_peer(services: Stack, name: str, subscribe: str) -> Iterator[Peer]:
-    password = add_broker_user(services, name)
-    paho = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{name}-test", protocol=mqtt.MQTTv5)
-    peer = Peer(name, paho)
-    ready = threading.Event()
-
-    def on_connect(c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
-        if not reason.is_failure:
-            c.subscribe(subscribe, qos=1)
-
-    def on_subscribe(_c: Any, _u: Any, _mid: Any, reasons: Any, _p: Any) -> None:
-        if not any(r.is_failure for r in reasons):
-            ready.set()
-
-    def on_message(_c: Any, _u: Any, message: mqtt.MQTTMessage) -> None:
-        with peer.lock:
-            peer.received.append(message)
-
-    paho.on_connect = on_connect
-    paho.on_subscribe = on_subscribe
-    paho.on_message = on_message
-    paho.username_pw_set(name, password)
-    paho.connect(services.mqtt_host, services.mqtt_port)
-    paho.loop_start()
-    try:
-        assert ready.wait(DEADLINE), f"{name} could not subscribe to {subscribe}"
-        yield peer
-    finally:
-        paho.disconnect()
-        paho.loop_stop()
 
 
 @pytest.fixture(scope="module")
@@ -199,37 +71,20 @@ def gateway(services: Stack) -> Iterator[Peer]:
 # --- the application, the database, the ingest worker -----------------------------------
 
 
-@dataclass
-class Api:
-    url: str = field(repr=False)  # holds a password
-    client: TestClient = field(repr=False)
-    tokens: dict[Role, IssuedToken] = field(repr=False)
-
-    def headers(self, role: Role) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.tokens[role].token}"}
+class Api(InProcessApi):
+    prefix = API
 
     def post(self, path: str, body: Any, as_: Role = Role.ADMIN) -> httpx.Response:
-        response: httpx.Response = self.client.post(
-            API + path, json=body, headers=self.headers(as_)
-        )
-        return response
+        return self.request("POST", path, as_, json=body)
 
     def get(self, path: str, as_: Role = Role.PLANNER, **params: Any) -> httpx.Response:
-        response: httpx.Response = self.client.get(
-            API + path, headers=self.headers(as_), params=params
-        )
-        return response
+        return self.request("GET", path, as_, params=params)
 
     def state(self, command_id: str) -> dict[str, Any]:
         response = self.get(f"/commands/{command_id}")
         assert response.status_code == 200, response.text
         body: dict[str, Any] = response.json()
         return body
-
-    def sql(self, query: str, *params: Any) -> list[dict[str, Any]]:
-        with psycopg.connect(self.url, row_factory=dict_row, autocommit=True) as conn:
-            cur = conn.execute(query, params)
-            return cur.fetchall() if cur.description is not None else []
 
 
 SEED = f"""
@@ -242,23 +97,9 @@ INSERT INTO device (device_id, role, site, last_status, last_status_at, last_gat
 """
 
 
-def settings_for(services: Stack, url: str) -> Settings:
-    return Settings(
-        run_dir=services.run_dir,
-        database_url=url,  # type: ignore[arg-type]
-        mqtt_host=services.mqtt_host,
-        mqtt_port=services.mqtt_port,
-        mqtt_username=services.mqtt_username,
-        mqtt_password=services.mqtt_password,  # type: ignore[arg-type]
-    )
-
-
 @pytest.fixture(scope="module")
-def database(services: Stack) -> Iterator[str]:
-    with scratch_database(services.admin_database_url, services.database_url, "t_cmd") as url:
-        migrate(url)
-        with psycopg.connect(url) as conn:
-            conn.execute(SEED)
+def database(stack: object) -> Iterator[str]:
+    with migrated_database(stack, "t_cmd", SEED) as url:
         yield url
 
 
@@ -266,30 +107,16 @@ def database(services: Stack) -> Iterator[str]:
 def worker(
     services: Stack, database: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[WorkerProcess]:
-    client_id = f"ingest-cmd-{RUN}"
-    log_path = tmp_path_factory.mktemp("ingest") / "worker.log"
-    process = WorkerProcess(services, database, log_path, client_id)
-    try:
-        process.wait_for_log("subscribed to")
+    log_folder = tmp_path_factory.mktemp("ingest")
+    with ingest_worker(services, database, log_folder, f"ingest-cmd-{RUN}") as process:
         yield process
-    finally:
-        assert process.terminate() == 0, process.tail()
-        forget_session(services, client_id)
 
 
 @pytest.fixture(scope="module")
 def api(services: Stack, database: str) -> Iterator[Api]:
-    tokens = {role: _issue(database, f"{role.value}-{RUN}", role) for role in Role}
-    with TestClient(create_app(settings_for(services, database))) as client:
-        yield Api(database, client, tokens)
-
-
-def problem(response: httpx.Response, status: int) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == PROBLEM
-    body: dict[str, Any] = response.json()
-    assert body["status"] == status and body["detail"]
-    return body
+    app = create_app(stack_settings(services, database))
+    with Api.serving(database, app, RUN) as api:
+        yield api
 
 
 OVERRIDE = {"channel": 2, "level_pct": 30, "duration_s": 3600}
@@ -599,8 +426,8 @@ def post_with(
     services: Stack, database: str, publisher: MqttCommandPublisher, token: str
 ) -> httpx.Response:
     """A lighting override through an application that publishes with ``publisher``."""
-    app = create_app(settings_for(services, database), command_publisher=publisher)
-    with TestClient(app) as client:
+    app = create_app(stack_settings(services, database), command_publisher=publisher)
+    with api_kit.TestClient(app) as client:
         response: httpx.Response = client.post(
             f"{API}/devices/{CABINET}/commands/lighting-override",
             json=OVERRIDE,
@@ -643,25 +470,3 @@ def test_a_publish_the_broker_refuses_is_503_with_the_brokers_reason(
     assert "refused" in body["detail"] and "authori" in body["detail"].lower()
     command_id = body["detail"].split("'")[1]
     assert api.state(command_id)["state"] == "publish_failed"
-
-
-def test_the_publisher_waits_for_the_broker_to_come_back_up_to_its_timeout(
-    services: Stack, tmp_path: Path
-) -> None:
-    # A broker that starts after the publisher: the first publish waits for the
-    # connection (paho retries every second) instead of failing at once.
-    from backend.devstack import start_broker
-
-    port = pick_free_port()
-    publisher = MqttCommandPublisher("127.0.0.1", port, None, None, timeout_s=DEADLINE)
-    publisher.start()
-    try:
-        assert not publisher.connected
-        broker = start_broker(tmp_path / "late-broker", port=port)
-        try:
-            publisher.publish("lumeau/v1/dev/x/down/cmd", b"{}", 60)
-            assert publisher.connected
-        finally:
-            broker.stop()
-    finally:
-        publisher.stop()

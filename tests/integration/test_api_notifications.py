@@ -11,31 +11,24 @@ import asyncio
 import json
 import time
 import uuid
-import warnings
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, cast
 
 import psycopg
 import pytest
 
-from backend.api.app import create_app
 from backend.api.permissions import Role
-from backend.commands.publisher import MqttCommandPublisher
 from backend.notify import signing
 from backend.notify.dispatcher import Dispatcher, DispatcherConfig
 from backend.notify.settings import SmtpSettings
-from backend.storage import migrate
-from backend.storage.scratch import scratch_database
-from tests.integration.test_api import Api, RecordingBroker, issue, problem, settings_for
+from tests.integration import api_kit
+from tests.integration.api_kit import problem
 from tests.integration.test_notify import Receiver, receiver  # noqa: F401 - the fixture
 
 if TYPE_CHECKING:
-    from backend.devstack import Stack
+    import httpx
 
-with warnings.catch_warnings():
-    # Starlette 1.x prefers the httpx2 package and warns when it finds httpx.
-    warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
-    from fastapi.testclient import TestClient
+    from backend.devstack import Stack
 
 pytestmark = pytest.mark.services
 
@@ -43,21 +36,18 @@ CHANNELS = "/api/v1/notification-channels"
 DELIVERIES = "/api/v1/notification-deliveries"
 
 
+class Api(api_kit.InProcessApi):
+    def get(self, path: str, as_: Role | None = Role.ADMIN, **params: Any) -> httpx.Response:
+        return self.request("GET", path, as_, params=params)
+
+
 @pytest.fixture(scope="module")
 def api(stack: object) -> Iterator[Api]:
     services = cast("Stack", stack)
-    with scratch_database(services.admin_database_url, services.database_url, "t_apin") as url:
-        migrate(url)
-        run = uuid.uuid4().hex[:6]
-        tokens = {role: issue(url, f"{role.value}-{run}", role) for role in Role}
-        publisher = MqttCommandPublisher(
-            services.mqtt_host, services.mqtt_port, services.mqtt_username, services.mqtt_password
-        )
-        app = create_app(
-            settings_for(url), broker_admin=RecordingBroker(), command_publisher=publisher
-        )
-        with TestClient(app) as client:
-            yield Api(url, client, tokens)
+    with api_kit.migrated_database(stack, "t_apin") as url:
+        app = api_kit.app_with_real_commands(services, url)
+        with Api.serving(url, app, uuid.uuid4().hex[:6], days=30) as api:
+            yield api
 
 
 def post(api: Api, body: dict[str, Any], as_: Role = Role.ADMIN) -> Any:

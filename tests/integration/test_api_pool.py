@@ -9,7 +9,6 @@ starts it again with ``backend.devstack.up``, as an operator would.
 from __future__ import annotations
 
 import asyncio
-import secrets
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -17,29 +16,28 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 import httpx
-import psycopg
 import pytest
 from fastapi import FastAPI
 from psycopg.conninfo import conninfo_to_dict
-from psycopg.rows import dict_row
 
 from backend import devstack
 from backend.api.app import create_app
 from backend.api.db import Database
 from backend.api.permissions import Role
-from backend.api.queries.auth import issue_token
 from backend.devstack.postgres import Postgres
-from backend.settings import Settings
-from backend.storage import migrate
-from backend.storage.scratch import scratch_database
+from tests.integration import api_kit
+from tests.integration.api_kit import issue, migrated_database, settings_for
 
 if TYPE_CHECKING:
     from backend.devstack import Stack
 
 pytestmark = pytest.mark.services
 
-PROBLEM = "application/problem+json"
 DEVICES = ("cab-pool-1", "leak-pool-1")
+SEED = f"""
+INSERT INTO device (device_id, role, site) VALUES
+  ('{DEVICES[0]}', 'cabinet', 'nord'), ('{DEVICES[1]}', 'leak_sensor', 'sud');
+"""
 
 
 @dataclass(frozen=True)
@@ -51,42 +49,11 @@ class Target:
         return "Target(<secret>)"
 
 
-def settings_for(url: str) -> Settings:
-    return Settings(
-        database_url=url,  # type: ignore[arg-type]
-        mqtt_username="api-pool-test",
-        mqtt_password=secrets.token_hex(12),  # type: ignore[arg-type]
-    )
-
-
-async def _issue(url: str) -> str:
-    async with await psycopg.AsyncConnection.connect(
-        url, autocommit=True, row_factory=dict_row
-    ) as conn:
-        issued = await issue_token(
-            conn,
-            user=f"pool-{uuid.uuid4().hex[:6]}",
-            role=Role.OPERATOR,
-            expires_in_days=1,
-            label="test",
-            actor="test-suite",
-            actor_token_id=None,
-        )
-    return issued.token
-
-
 @pytest.fixture(scope="module")
 def target(stack: object) -> Iterator[Target]:
-    services = cast("Stack", stack)
-    with scratch_database(services.admin_database_url, services.database_url, "t_pool") as url:
-        migrate(url)
-        with psycopg.connect(url) as conn:
-            conn.execute(
-                "INSERT INTO device (device_id, role, site) VALUES (%s, 'cabinet', 'nord'),"
-                " (%s, 'leak_sensor', 'sud')",
-                DEVICES,
-            )
-        yield Target(url, asyncio.run(_issue(url)))
+    with migrated_database(stack, "t_pool", SEED) as url:
+        token = issue(url, f"pool-{uuid.uuid4().hex[:6]}", Role.OPERATOR).token
+        yield Target(url, token)
 
 
 @asynccontextmanager
@@ -110,10 +77,9 @@ def device_ids(response: httpx.Response) -> set[str]:
 
 
 def problem(response: httpx.Response, status: int, kind: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == PROBLEM
-    body: dict[str, Any] = response.json()
-    assert body["status"] == status and body["type"].endswith("/" + kind), body
+    """``api_kit.problem``, of the type ``kind``."""
+    body = api_kit.problem(response, status)
+    assert body["type"].endswith("/" + kind), body
     return body
 
 
@@ -155,7 +121,7 @@ def test_pool_bounds_are_checked() -> None:
 
 
 def test_every_connection_busy_is_a_503_database_busy_problem(target: Target) -> None:
-    app = create_app(settings_for(target.url))
+    app = create_app(settings_for(target.url, "api-pool-test"))
 
     async def run() -> None:
         async with serving(app) as client:
@@ -190,7 +156,7 @@ def test_a_database_restart_gives_503s_then_recovers(stack: object, target: Targ
     services = cast("Stack", stack)
     port = int(conninfo_to_dict(services.database_url)["port"] or 0)
     postgres = Postgres(services.run_dir, port)
-    app = create_app(settings_for(target.url))
+    app = create_app(settings_for(target.url, "api-pool-test"))
     answers: list[int] = []
 
     async def run() -> None:

@@ -8,35 +8,23 @@ returned, the stack's service user listens, and Mosquitto's ACL decides.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 import threading
 import time
 import uuid
-import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
 import paho.mqtt.client as mqtt
-import psycopg
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
-from psycopg.rows import dict_row
 
 from backend.api.app import create_app
 from backend.api.permissions import Role
-from backend.api.queries.auth import IssuedToken, issue_token
 from backend.devstack.broker import mqtt_connack
-from backend.settings import Settings
-from backend.storage import migrate
-from backend.storage.scratch import scratch_database
-
-with warnings.catch_warnings():
-    # Starlette 1.x prefers the httpx2 package and warns when it finds httpx.
-    warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
-    from fastapi.testclient import TestClient
+from tests.integration.api_kit import InProcessApi, migrated_database, problem, stack_settings
 
 if TYPE_CHECKING:
     import httpx
@@ -48,46 +36,16 @@ pytestmark = pytest.mark.services
 RUN = uuid.uuid4().hex[:6]
 DEVICES = "/api/v1/devices"
 DEVICE = "dev-prov-1"
-PROBLEM = "application/problem+json"
-
-
-def _issue(url: str, user: str, role: Role) -> IssuedToken:
-    async def run() -> IssuedToken:
-        async with await psycopg.AsyncConnection.connect(
-            url, autocommit=True, row_factory=dict_row
-        ) as conn:
-            return await issue_token(
-                conn,
-                user=user,
-                role=role,
-                expires_in_days=1,
-                label="test",
-                actor="test-suite",
-                actor_token_id=None,
-            )
-
-    return asyncio.run(run())
 
 
 @dataclass
-class Api:
-    url: str = field(repr=False)  # holds a password
-    client: TestClient = field(repr=False)
-    tokens: dict[Role, IssuedToken] = field(repr=False)
+class Api(InProcessApi):
     services: Stack = field(repr=False)
 
     def provision(
         self, body: dict[str, Any], as_: Role = Role.TECHNICIAN, **params: Any
     ) -> httpx.Response:
-        headers = {"Authorization": f"Bearer {self.tokens[as_].token}"}
-        response: httpx.Response = self.client.post(
-            DEVICES, json=body, headers=headers, params=params
-        )
-        return response
-
-    def sql(self, query: str, *params: Any) -> list[dict[str, Any]]:
-        with psycopg.connect(self.url, row_factory=dict_row) as conn:
-            return conn.execute(query, params).fetchall()
+        return self.request("POST", DEVICES, as_, json=body, params=params)
 
     def all_text(self) -> str:
         """Every row of every table of the public schema, as text."""
@@ -105,27 +63,10 @@ class Api:
 @pytest.fixture(scope="module")
 def api(stack: object) -> Iterator[Api]:
     services = cast("Stack", stack)
-    with scratch_database(services.admin_database_url, services.database_url, "t_prov") as url:
-        migrate(url)
-        tokens = {role: _issue(url, f"{role.value}-{RUN}", role) for role in Role}
-        settings = Settings(
-            run_dir=services.run_dir,
-            database_url=url,  # type: ignore[arg-type]
-            mqtt_host=services.mqtt_host,
-            mqtt_port=services.mqtt_port,
-            mqtt_username=services.mqtt_username,
-            mqtt_password=services.mqtt_password,  # type: ignore[arg-type]
-        )
-        with TestClient(create_app(settings)) as client:
-            yield Api(url, client, tokens, services)
-
-
-def problem(response: httpx.Response, status: int) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == PROBLEM
-    body: dict[str, Any] = response.json()
-    assert body["status"] == status and body["detail"]
-    return body
+    with migrated_database(stack, "t_prov") as url:
+        app = create_app(stack_settings(services, url))
+        with Api.serving(url, app, RUN, services=services) as api:
+            yield api
 
 
 # --- MQTT helpers -------------------------------------------------------------------------

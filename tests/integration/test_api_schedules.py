@@ -14,39 +14,22 @@ from __future__ import annotations
 import copy
 import os
 import uuid
-import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-import psycopg
 import pytest
-from psycopg.rows import dict_row
 
 from backend.api.app import create_app
 from backend.api.permissions import Role
-from backend.api.queries.auth import IssuedToken
-from backend.storage import migrate
-from backend.storage.scratch import scratch_database
 from edge import protocol
 from edge.spool import Spool
 from gateway import commands as gateway_commands
-from tests.integration.test_api_commands import (
-    Peer,
-    _issue,
-    connect_peer,
-    problem,
-    settings_for,
-    wait_until,
-)
-from tests.integration.test_ingest import WorkerProcess, forget_session
+from tests.integration.api_kit import InProcessApi, migrated_database, problem, stack_settings
+from tests.integration.ingest_kit import WorkerProcess, ingest_worker
+from tests.integration.peer_kit import Peer, connect_peer, ms, wait_until
 from tests.unit import test_firmware_apps as fw  # puts firmware/ on sys.path
-
-with warnings.catch_warnings():
-    warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
-    from fastapi.testclient import TestClient
 
 if TYPE_CHECKING:
     import httpx
@@ -118,25 +101,11 @@ INSERT INTO cabinet (cabinet_id, site_id, device_id, lon, lat, geometry, updated
 """
 
 
-@dataclass
-class Api:
-    url: str = field(repr=False)
-    client: TestClient = field(repr=False)
-    tokens: dict[Role, IssuedToken] = field(repr=False)
-
-    def headers(self, role: Role) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.tokens[role].token}"}
+class Api(InProcessApi):
+    prefix = API
 
     def call(self, method: str, path: str, as_: Role = Role.PLANNER, **kw: Any) -> httpx.Response:
-        response: httpx.Response = self.client.request(
-            method, API + path, headers=self.headers(as_), **kw
-        )
-        return response
-
-    def sql(self, query: str, *params: Any) -> list[dict[str, Any]]:
-        with psycopg.connect(self.url, row_factory=dict_row, autocommit=True) as conn:
-            cur = conn.execute(query, params)
-            return cur.fetchall() if cur.description is not None else []
+        return self.request(method, path, as_, **kw)
 
     def create(self, name: str, program: dict[str, Any]) -> dict[str, Any]:
         response = self.call("POST", "/schedules", json={"name": name, "program": program})
@@ -157,11 +126,8 @@ def services(stack: object) -> Stack:
 
 
 @pytest.fixture(scope="module")
-def database(services: Stack) -> Iterator[str]:
-    with scratch_database(services.admin_database_url, services.database_url, "t_sched") as url:
-        migrate(url)
-        with psycopg.connect(url) as conn:
-            conn.execute(SEED)
+def database(stack: object) -> Iterator[str]:
+    with migrated_database(stack, "t_sched", SEED) as url:
         yield url
 
 
@@ -169,23 +135,16 @@ def database(services: Stack) -> Iterator[str]:
 def worker(
     services: Stack, database: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[WorkerProcess]:
-    client_id = f"ingest-sched-{RUN}"
-    process = WorkerProcess(
-        services, database, tmp_path_factory.mktemp("ingest") / "worker.log", client_id
-    )
-    try:
-        process.wait_for_log("subscribed to")
+    log_folder = tmp_path_factory.mktemp("ingest")
+    with ingest_worker(services, database, log_folder, f"ingest-sched-{RUN}") as process:
         yield process
-    finally:
-        assert process.terminate() == 0, process.tail()
-        forget_session(services, client_id)
 
 
 @pytest.fixture(scope="module")
 def api(services: Stack, database: str) -> Iterator[Api]:
-    tokens = {role: _issue(database, f"{role.value}-{RUN}", role) for role in Role}
-    with TestClient(create_app(settings_for(services, database))) as client:
-        yield Api(database, client, tokens)
+    app = create_app(stack_settings(services, database))
+    with Api.serving(database, app, RUN) as api:
+        yield api
 
 
 @pytest.fixture(scope="module")
@@ -215,10 +174,6 @@ def firmware_cabinet(dev: str, clock: list[int], folder: Path) -> tuple[Any, Any
     uplink = Uplink(dev, "cabinet", "0.1.0", Identity.new(os.urandom(8)), spool, board.time_ms)
     config = {**fw.CONFIG, "dev": dev, "lat": 45.76, "lon": 4.84}
     return CabinetApp(board, config, uplink, lambda: fw.FakeClient(fw.Broker())), board
-
-
-def ms(value: str) -> int:
-    return int(datetime.fromisoformat(value).timestamp() * 1000)
 
 
 # --- store and check ---------------------------------------------------------------------

@@ -9,24 +9,17 @@ Examples are bounded so the module stays well under a minute.
 
 from __future__ import annotations
 
-import asyncio
-import secrets
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any
 
-import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
-from psycopg.rows import dict_row
 
 from backend.api.app import create_app
 from backend.api.permissions import Role
-from backend.api.queries.auth import issue_token
-from backend.settings import Settings
-from backend.storage import migrate
-from backend.storage.scratch import scratch_database
+from tests.integration.api_kit import RecordingBroker, issue, migrated_database, settings_for
 
 with warnings.catch_warnings():
     # Starlette 1.x prefers the httpx2 package and warns when it finds httpx.
@@ -34,9 +27,6 @@ with warnings.catch_warnings():
     import schemathesis
     from schemathesis import GenerationMode
     from schemathesis.checks import not_a_server_error
-
-if TYPE_CHECKING:
-    from backend.devstack import Stack
 
 pytestmark = [
     pytest.mark.services,
@@ -51,29 +41,6 @@ pytestmark = [
 ]
 
 MAX_EXAMPLES = 20  # requests per operation and mode
-
-
-async def _admin_token(url: str) -> str:
-    async with await psycopg.AsyncConnection.connect(
-        url, autocommit=True, row_factory=dict_row
-    ) as conn:
-        issued = await issue_token(
-            conn,
-            user="fuzz-admin",
-            role=Role.ADMIN,
-            expires_in_days=1,
-            label="schemathesis",
-            actor="test-suite",
-            actor_token_id=None,
-        )
-    return issued.token
-
-
-class RecordingBroker:
-    """A ``BrokerAdmin`` that only records: generated devices never reach a broker."""
-
-    def set_password(self, username: str, password: str) -> None:
-        pass
 
 
 class RecordingPublisher:
@@ -104,19 +71,10 @@ class Fuzzed:
 
 @pytest.fixture(scope="module")
 def fuzzed(stack: object) -> Iterator[Fuzzed]:
-    services = cast("Stack", stack)
-    with scratch_database(services.admin_database_url, services.database_url, "t_fuzz") as url:
-        migrate(url)
-        with psycopg.connect(url) as conn:
-            conn.execute(
-                "INSERT INTO device (device_id, role, site) VALUES ('cab-0001', 'cabinet', 'nord')"
-            )
+    seed = "INSERT INTO device (device_id, role, site) VALUES ('cab-0001', 'cabinet', 'nord')"
+    with migrated_database(stack, "t_fuzz", seed) as url:
         app = create_app(
-            Settings(
-                database_url=url,  # type: ignore[arg-type]
-                mqtt_username="api-fuzz",
-                mqtt_password=secrets.token_hex(12),  # type: ignore[arg-type]
-            ),
+            settings_for(url, "api-fuzz"),
             broker_admin=RecordingBroker(),
             command_publisher=RecordingPublisher(),
         )
@@ -128,13 +86,7 @@ def _cases() -> list[tuple[str, str, GenerationMode]]:
 
     Negative cases (inputs the schema forbids) only where there is an input.
     """
-    app = create_app(
-        Settings(
-            database_url="postgresql://nobody@127.0.0.1:1/none",  # type: ignore[arg-type]
-            mqtt_username="api-fuzz",
-            mqtt_password="not-used-here",  # type: ignore[arg-type]
-        )
-    )
+    app = create_app(settings_for("postgresql://nobody@127.0.0.1:1/none", "api-fuzz"))
     cases = []
     for path, operations in app.openapi()["paths"].items():
         for method, operation in operations.items():
@@ -147,7 +99,8 @@ def _cases() -> list[tuple[str, str, GenerationMode]]:
 @pytest.mark.parametrize(("method", "path", "mode"), _cases(), ids=str)
 def test_no_server_errors(fuzzed: Fuzzed, method: str, path: str, mode: GenerationMode) -> None:
     # A fresh admin token per operation: a generated DELETE may revoke it.
-    headers = {"Authorization": f"Bearer {asyncio.run(_admin_token(fuzzed.url))}"}
+    token = issue(fuzzed.url, "fuzz-admin", Role.ADMIN, label="schemathesis").token
+    headers = {"Authorization": f"Bearer {token}"}
     operation = fuzzed.schema[path][method]
 
     @settings(

@@ -25,15 +25,13 @@ import httpx
 import psycopg
 import pytest
 import uvicorn
-from psycopg.rows import dict_row
 
 from backend.api.app import create_app
 from backend.api.live import APPLICATION_NAME, StreamConfig
 from backend.api.permissions import Role
 from backend.api.queries.auth import IssuedToken
-from backend.storage import migrate
-from backend.storage.scratch import scratch_database
-from tests.integration.test_api_alerts import issue, make_alert, new_site, settings_for
+from tests.integration.alerts_kit import add_history, make_alert, new_site
+from tests.integration.api_kit import migrated_database, settings_for, sql, tokens_per_role
 
 if TYPE_CHECKING:
     from backend.devstack import Stack
@@ -102,8 +100,7 @@ class Served:
             yield response
 
     def sql(self, query: str, *params: Any) -> list[dict[str, Any]]:
-        with psycopg.connect(self.url, row_factory=dict_row) as conn:
-            return conn.execute(query, params).fetchall()
+        return sql(self.url, query, *params)
 
     def stream_connections(self) -> int:
         rows = self.sql(
@@ -156,9 +153,8 @@ def serve(url: str, config: StreamConfig) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def served(stack: object) -> Iterator[Served]:
     services = cast("Stack", stack)
-    with scratch_database(services.admin_database_url, services.database_url, "t_stream") as url:
-        migrate(url)
-        tokens = {role: issue(url, f"{role.value}-stream", role) for role in Role}
+    with migrated_database(stack, "t_stream") as url:
+        tokens = tokens_per_role(url, "stream")
         config = StreamConfig(
             max_streams=MAX_STREAMS, keepalive_s=KEEPALIVE_S, replay_limit=REPLAY_LIMIT
         )
@@ -177,17 +173,8 @@ def next_alert(events: Iterator[Event]) -> Event:
 def history(
     served: Served, alert_id: int, action: str = "commented", severity: str = "info"
 ) -> int:
-    """One more history row for ``alert_id`` (committed); its id."""
-    rows = served.sql(
-        "INSERT INTO alert_history (alert_id, action, actor, from_state, to_state, severity)"
-        " SELECT alert_id, %s, 'engine', state, state, %s FROM alert WHERE alert_id = %s"
-        " RETURNING history_id",
-        action,
-        severity,
-        alert_id,
-    )
-    history_id: int = rows[0]["history_id"]
-    return history_id
+    """One more history row for ``alert_id`` (committed), keeping its state; its id."""
+    return add_history(served.url, alert_id, action, severity=severity)
 
 
 # --- live events --------------------------------------------------------------------------

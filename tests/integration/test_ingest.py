@@ -13,32 +13,34 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import subprocess
-import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import paho.mqtt.client as mqtt
 import psycopg
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
 from backend.storage import migrate
 from backend.storage.scratch import create_database, drop_database, new_name, with_database
 from edge import protocol
+from tests.integration.ingest_kit import (
+    DEADLINE,
+    WorkerProcess,
+    forget_session,
+    service_client,
+    wait_until,
+)
 
 if TYPE_CHECKING:
     from backend.devstack import Stack
 
 pytestmark = pytest.mark.services
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEADLINE = 90.0  # seconds; generous, these are polls, not performance checks
 TS = 1_764_000_000_000
 RUN = uuid.uuid4().hex[:6]  # keeps device ids apart from other runs' rows
 
@@ -65,107 +67,12 @@ def telemetry(device: str, boot: str, seq: int, power: float = 12.5) -> dict[str
     }
 
 
-def wait_until(what: str, check: Callable[[], bool], explain: Callable[[], str] = str) -> None:
-    deadline = time.monotonic() + DEADLINE
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.1)
-    pytest.fail(f"gave up after {DEADLINE:.0f}s waiting for: {what}\n{explain()}")
-
-
-class WorkerProcess:
-    """``lumeau ingest run`` in a subprocess, logging to a file."""
-
-    def __init__(
-        self,
-        services: Stack,
-        conninfo: str,
-        log_path: Path,
-        client_id: str,
-        *extra: str,
-    ) -> None:
-        self.log_path = log_path
-        self.client_id = client_id
-        env = {**os.environ, **services.env(), "LUMEAU_DATABASE_URL": conninfo}
-        env["PYTHONPATH"] = str(REPO_ROOT)
-        self._log = log_path.open("ab")
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "backend.cli",
-                "ingest",
-                "run",
-                "--run-dir",
-                str(services.run_dir),
-                "--client-id",
-                client_id,
-                # a group of its own: no other worker takes its messages
-                "--share-group",
-                client_id,
-                "--stats-interval",
-                "1",
-                *extra,
-            ],
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def tail(self) -> str:
-        return "worker log (last lines):\n" + "\n".join(self.log().splitlines()[-25:])
-
-    def wait_for_log(self, text: str, after: int = 0) -> None:
-        wait_until(
-            f"{text!r} in the worker log",
-            lambda: text in self.log()[after:] or self.process.poll() is not None,
-            self.tail,
-        )
-        assert self.process.poll() is None, f"worker exited early\n{self.tail()}"
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def terminate(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(timeout=DEADLINE)
-        finally:
-            self._log.close()
-
-    def kill(self) -> None:
-        self.process.kill()
-        self.process.wait()
-        self._log.close()
-
-
-def forget_session(services: Stack, client_id: str) -> None:
-    """Drop a worker's persistent session so the broker stops keeping it."""
-    client = _client(services, client_id)
-    client.connect(services.mqtt_host, services.mqtt_port, clean_start=True)
-    client.loop_start()
-    client.disconnect()
-    client.loop_stop()
-
-
-def _client(services: Stack, client_id: str) -> mqtt.Client:
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
-    client.username_pw_set(services.mqtt_username, services.mqtt_password)
-    return client
-
-
 class Publisher:
     """A paho client of the service user (which may publish on any topic)."""
 
     def __init__(self, services: Stack) -> None:
         self._services = services
-        self._client = _client(services, f"test-pub-{RUN}")
+        self._client = service_client(services, f"test-pub-{RUN}")
         self._client.connect(services.mqtt_host, services.mqtt_port)
         self._client.loop_start()
 
@@ -199,7 +106,7 @@ class Replies:
         self.received: list[tuple[str, dict[str, Any]]] = []
         self._lock = threading.Lock()
         self._subscribed = threading.Event()
-        self._client = _client(services, f"test-replies-{RUN}")
+        self._client = service_client(services, f"test-replies-{RUN}")
         self._client.on_message = self._on_message
         self._client.on_subscribe = lambda *args: self._subscribed.set()
         self._client.connect(services.mqtt_host, services.mqtt_port)

@@ -21,5 +21,7 @@ class BadRow(ValueError):
 class SourceResult:
     signals: list[Signal] = field(default_factory=list)
     bad_rows: int = 0
+    # events whose device clock was far ahead of their reception (taken as received)
+    clock_ahead: int = 0
     # alert_engine_cursor positions to store with the evaluation's writes
     cursors: dict[str, datetime] = field(default_factory=dict)

@@ -34,6 +34,15 @@ class NameTaken(Exception):
     """Another live schedule has this name."""
 
 
+class ScheduleBusy(Exception):
+    """Cabinets run the schedule, or may soon: it cannot be deleted."""
+
+    def __init__(self, running: list[str], in_flight: list[str]) -> None:
+        super().__init__(f"running on {running}, in flight to {in_flight}")
+        self.running = running
+        self.in_flight = in_flight
+
+
 @dataclass(frozen=True)
 class Actor:
     name: str
@@ -183,16 +192,29 @@ async def busy_cabinets(conn: AsyncConn, schedule_id: int) -> dict[str, list[str
 
 
 async def delete_schedule(conn: AsyncConn, schedule_id: int, actor: Actor) -> bool:
-    """Mark the schedule deleted (its versions and deployments stay); False if none."""
+    """Mark the schedule deleted (its versions and deployments stay); False if none.
+
+    ``ScheduleBusy`` while cabinets run it or may soon. The row is locked
+    first, so a deployment (which reads it ``FOR SHARE``) is either committed
+    before the busy check, and seen by it, or sees the schedule deleted.
+    """
     async with conn.transaction():
         cur = await conn.execute(
-            "UPDATE dimming_schedule SET deleted_at = now(), deleted_by = %s"
-            " WHERE schedule_id = %s AND deleted_at IS NULL RETURNING name, version",
-            (actor.name, schedule_id),
+            "SELECT name, version FROM dimming_schedule"
+            " WHERE schedule_id = %s AND deleted_at IS NULL FOR UPDATE",
+            (schedule_id,),
         )
         row = await cur.fetchone()
         if row is None:
             return False
+        busy = await busy_cabinets(conn, schedule_id)
+        if busy["running"] or busy["in_flight"]:
+            raise ScheduleBusy(busy["running"], busy["in_flight"])
+        await conn.execute(
+            "UPDATE dimming_schedule SET deleted_at = now(), deleted_by = %s"
+            " WHERE schedule_id = %s",
+            (actor.name, schedule_id),
+        )
         await audit(
             conn,
             actor=actor.name,
@@ -247,6 +269,18 @@ async def site_cabinets(conn: AsyncConn, site_id: str) -> list[dict[str, Any]]:
 
 
 # --- deployments ------------------------------------------------------------------------
+
+
+async def lock_live_version(conn: AsyncConn, schedule_id: int) -> int | None:
+    """The live schedule's current version, its row locked against delete and
+    update until the transaction ends (call inside it); None once deleted."""
+    cur = await conn.execute(
+        "SELECT version FROM dimming_schedule"
+        " WHERE schedule_id = %s AND deleted_at IS NULL FOR SHARE",
+        (schedule_id,),
+    )
+    row = await cur.fetchone()
+    return None if row is None else int(row["version"])
 
 
 def _utc(ms: int) -> datetime:

@@ -213,21 +213,22 @@ async def delete_schedule(
     conn: Conn, principal: CurrentPrincipal, schedule_id: ScheduleIdPath
 ) -> Response:
     await _schedule(conn, schedule_id)
-    busy = await queries.busy_cabinets(conn, schedule_id)
-    if busy["running"] or busy["in_flight"]:
+    try:
+        deleted = await queries.delete_schedule(conn, schedule_id, _actor(principal))
+    except queries.ScheduleBusy as busy:
         parts = []
-        if busy["running"]:
-            parts.append(f"cabinets {', '.join(busy['running'])} run it")
-        if busy["in_flight"]:
+        if busy.running:
+            parts.append(f"cabinets {', '.join(busy.running)} run it")
+        if busy.in_flight:
             parts.append(
-                f"its set_schedule to {', '.join(busy['in_flight'])} may still arrive"
+                f"its set_schedule to {', '.join(busy.in_flight)} may still arrive"
                 " (sent, not yet acked or expired)"
             )
         raise errors.conflict(
             f"schedule {schedule_id} is deployed: {'; '.join(parts)}. Deploy another"
             " schedule to them first"
-        )
-    if not await queries.delete_schedule(conn, schedule_id, _actor(principal)):
+        ) from None
+    if not deleted:
         raise errors.not_found(f"no schedule {schedule_id}")
     return Response(status_code=204)
 
@@ -537,6 +538,15 @@ async def deploy(
     issued = _outbound(row["program"], targets, body.expires_in_s, now_ms)
     actor = _actor(principal)
     async with conn.transaction():
+        # Held until commit: a delete waits, then sees this deployment's targets.
+        version = await queries.lock_live_version(conn, schedule_id)
+        if version is None:
+            raise errors.not_found(f"no schedule {schedule_id} (deleted while deploying)")
+        if version != row["version"]:
+            raise errors.conflict(
+                f"schedule {schedule_id} changed to version {version} while version"
+                f" {row['version']} was being deployed: nothing was sent; deploy again"
+            )
         deployment_id = await queries.record_deployment(
             conn,
             schedule_id=schedule_id,

@@ -8,6 +8,12 @@ connection (``listener``) is a dependency with request scope: it is closed
 when the response ends, whether the stream finished, failed or the client
 went away (the server cancels the response then).
 
+The stream is also bounded by its token: it ends (``event: end``) at the
+token's expiry and when a re-check every ``StreamConfig.recheck_s``, on a
+pooled connection taken for that query only, finds the token revoked or
+expired or its user disabled. One user holds at most
+``StreamConfig.max_streams_per_user`` streams (429 beyond).
+
 Not in the OpenAPI document: a response that never ends cannot be described
 there usefully, and the schema-driven fuzzer would wait on it forever;
 ``docs/api.md`` describes the stream.
@@ -19,14 +25,23 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated
 
+import psycopg
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
 from backend.api import errors
-from backend.api.db import AsyncConn
-from backend.api.deps import DatabaseDep, Principal, authorize, bearer_token, required_permission
-from backend.api.live import LiveStreams, alert_events, open_listener
+from backend.api.db import AsyncConn, Database
+from backend.api.deps import (
+    DatabaseDep,
+    Principal,
+    authorize,
+    bearer_token,
+    required_permission,
+    token_refusal,
+)
+from backend.api.live import LiveStreams, Recheck, alert_events, open_listener
 from backend.api.permissions import Permission
+from backend.api.queries import auth as auth_queries
 from backend.api.schemas import MAX_ID
 from backend.api.schemas_alerts import StreamQuery
 
@@ -50,6 +65,25 @@ def get_live(request: Request) -> LiveStreams:
 
 
 LiveDep = Annotated[LiveStreams, Depends(get_live)]
+# The router's dependency: FastAPI runs it once per request and hands its result here too.
+StreamPrincipal = Annotated[Principal, Depends(authorize_briefly)]
+BearerToken = Annotated[str, Depends(bearer_token)]
+
+
+def token_recheck(database: Database, token: str) -> Recheck:
+    """Why ``token`` no longer holds, asked of the database on a pooled connection."""
+
+    async def recheck() -> str | None:
+        try:
+            async with database.connection() as conn:
+                record = await auth_queries.find_token(conn, token)
+        except (errors.ApiError, psycopg.Error) as exc:
+            # Fail closed: the client reconnects and is authorized afresh.
+            detail = exc.detail if isinstance(exc, errors.ApiError) else "database error"
+            return f"the token could not be checked again ({detail})"
+        return token_refusal(record)
+
+    return recheck
 
 
 @dataclass(frozen=True)
@@ -84,7 +118,9 @@ def stream_request(
 
 
 async def listener(
-    live: LiveDep, _checked: Annotated[StreamRequest, Depends(stream_request)]
+    live: LiveDep,
+    principal: StreamPrincipal,
+    _checked: Annotated[StreamRequest, Depends(stream_request)],
 ) -> AsyncIterator[AsyncConn]:
     """A slot and a LISTENing connection of its own, for the life of the response.
 
@@ -96,7 +132,16 @@ async def listener(
             f"all {slots.limit} live streams are open; try again later"
             " (or close a console tab that is not in use)"
         )
-    with slots.hold():
+    held = slots.by_user.get(principal.user, 0)
+    if held >= slots.per_user:
+        raise errors.ApiError(
+            429,
+            "too-many-streams",
+            f"user {principal.user!r} already has {held} live streams open, the most one"
+            " user may: close one (a console tab that is not in use) and try again",
+            headers={"Retry-After": "5"},
+        )
+    with slots.hold(principal.user):
         conn = await open_listener(live.conninfo)
         try:
             yield conn
@@ -113,6 +158,9 @@ async def listener(
 async def stream_alerts(
     live: LiveDep,
     wanted: Annotated[StreamRequest, Depends(stream_request)],
+    principal: StreamPrincipal,
+    token: BearerToken,
+    database: DatabaseDep,
     conn: Annotated[AsyncConn, Depends(listener, scope="request")],
 ) -> StreamingResponse:
     events = alert_events(
@@ -122,6 +170,8 @@ async def stream_alerts(
         min_severity=wanted.min_severity,
         follow=wanted.follow,
         config=live.config,
+        expires_at=principal.token_expires_at,
+        recheck=token_recheck(database, token),
     )
     return StreamingResponse(
         events,
