@@ -13,8 +13,6 @@ safety net against hanging, never a speed requirement.
 from __future__ import annotations
 
 import json
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,14 +22,19 @@ from typing import TYPE_CHECKING, Any, cast
 import httpx
 import psycopg
 import pytest
-import uvicorn
 
 from backend.api.app import create_app
 from backend.api.live import APPLICATION_NAME, StreamConfig
 from backend.api.permissions import Role
 from backend.api.queries.auth import IssuedToken
 from tests.integration.alerts_kit import add_history, make_alert, new_site
-from tests.integration.api_kit import migrated_database, settings_for, sql, tokens_per_role
+from tests.integration.api_kit import (
+    migrated_database,
+    served_over_http,
+    settings_for,
+    sql,
+    tokens_per_role,
+)
 
 if TYPE_CHECKING:
     from backend.devstack import Stack
@@ -119,35 +122,11 @@ class Served:
         pytest.fail(f"{self.stream_connections()} stream connections, never {count}")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @contextmanager
 def serve(url: str, config: StreamConfig) -> Iterator[str]:
     """The API on a free loopback port, served by uvicorn in a thread; its base URL."""
-    port = _free_port()
-    app = create_app(settings_for(url), streams=config)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=2
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    for _ in range(PATIENCE):
-        if server.started:
-            break
-        time.sleep(0.05)
-    assert server.started, "uvicorn did not start"
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join()
+    with served_over_http(create_app(settings_for(url), streams=config)) as base:
+        yield base
 
 
 @pytest.fixture(scope="module")

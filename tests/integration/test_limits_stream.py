@@ -10,8 +10,6 @@ requirement.
 from __future__ import annotations
 
 import json
-import socket
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,13 +19,18 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from backend.api.app import create_app
 from backend.api.live import APPLICATION_NAME, StreamConfig, end_event, next_window
 from backend.api.permissions import Role
 from backend.api.queries.auth import IssuedToken
-from tests.integration.api_kit import issue, migrated_database, settings_for, sql
+from tests.integration.api_kit import (
+    issue,
+    migrated_database,
+    served_over_http,
+    settings_for,
+    sql,
+)
 
 pytestmark = pytest.mark.services
 
@@ -37,35 +40,13 @@ PER_USER = 2
 PATIENCE = 600  # keepalives (or polls) before giving up: ~60 s
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @contextmanager
 def serve(url: str, config: StreamConfig) -> Iterator[str]:
     """The API on a free loopback port, served by uvicorn in a thread; its base URL."""
-    port = _free_port()
-    app = create_app(settings_for(url, "api-stream-limits"), streams=config)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=2
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    for _ in range(PATIENCE):
-        if server.started:
-            break
-        time.sleep(0.05)
-    assert server.started, "uvicorn did not start"
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join()
+    with served_over_http(
+        create_app(settings_for(url, "api-stream-limits"), streams=config)
+    ) as base:
+        yield base
 
 
 @dataclass
